@@ -1,0 +1,81 @@
+"""Long polling that confirms an update to Telegram only after the inbox holds it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramConflictError, TelegramNetworkError, TelegramServerError
+from aiogram.methods import GetUpdates
+
+from bot.inbox import Inbox
+from bot.runner import Runner
+
+log = logging.getLogger("carebot.polling")
+
+
+async def poll(
+    bot: Bot,
+    inbox: Inbox,
+    runner: Runner,
+    allowed_updates: list[str],
+    stop: asyncio.Event,
+    *,
+    timeout: int = 25,
+) -> None:
+    """aiogram's own polling moves the offset as soon as updates arrive; here the next
+    offset (which makes Telegram forget earlier updates) is sent only after they are
+    written, so a crash in between means Telegram delivers them again."""
+    offset: int | None = None
+    backoff = 1.0
+    while not stop.is_set():
+        request = GetUpdates(offset=offset, timeout=timeout, allowed_updates=allowed_updates)
+        fetch = asyncio.ensure_future(bot(request, request_timeout=timeout + 10))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not fetch.done():
+            fetch.cancel()
+            await asyncio.gather(fetch, return_exceptions=True)
+            break
+        stopping.cancel()
+        try:
+            updates = fetch.result()
+        except TelegramConflictError as error:
+            log.error("another poller or a webhook holds this bot token: %s", error.message)
+            await _pause(stop, 5.0)
+            continue
+        except (TelegramNetworkError, TelegramServerError, TimeoutError) as error:
+            log.warning("getUpdates failed (%s); retrying in %.0f s", error, backoff)
+            await _pause(stop, backoff)
+            backoff = min(backoff * 2, 30.0)
+            continue
+        backoff = 1.0
+        if not updates:
+            continue
+        payloads: list[dict[str, Any]] = [
+            u.model_dump(mode="json", by_alias=True, exclude_none=True) for u in updates
+        ]
+        try:
+            fresh = await inbox.store(payloads)
+        except Exception:
+            log.exception("could not record %d update(s); asking again", len(payloads))
+            await _pause(stop, backoff)
+            backoff = min(backoff * 2, 30.0)
+            continue
+        runner.submit(fresh)
+        offset = payloads[-1]["update_id"] + 1
+    if offset is not None:
+        # Confirm the last batch, or the next start would be sent it again.
+        try:
+            await bot(GetUpdates(offset=offset, timeout=0, limit=1))
+        except Exception:
+            log.info("could not confirm the last batch; it is in the inbox and runs once")
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass

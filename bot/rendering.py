@@ -1,0 +1,136 @@
+"""Every text the bot says, rendered from templates/<locale>/<name>.j2 in one sandbox."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date, format_datetime
+from babel.numbers import format_currency, format_decimal
+from jinja2 import (
+    ChoiceLoader,
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+    TemplateNotFound,
+    pass_context,
+    select_autoescape,
+)
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from services.policy import LOCALES
+
+log = logging.getLogger(__name__)
+
+BABEL_LOCALES = {"zh": "zh_Hans_CN", "en": "en"}
+
+
+def normalize_locale(code: str | None, default: str) -> str:
+    """Telegram's language_code ("zh-hans", "en-US", "ru") as one of our locales."""
+    if code:
+        base = code.split("-")[0].split("_")[0].lower()
+        if base in LOCALES:
+            return base
+    return default
+
+
+class Renderer:
+    """Looks a template up in the customer's locale, then in the default locale.
+
+    Autoescape is on because every message is sent with parse_mode=HTML: a customer's
+    name such as "<b>" must arrive as text, never as markup.
+    """
+
+    def __init__(
+        self,
+        *,
+        default_locale: str = "zh",
+        timezone: ZoneInfo,
+        currency: str = "CNY",
+        override_dir: Path | None = None,
+    ) -> None:
+        self.default_locale = default_locale
+        self.timezone = timezone
+        self.currency = currency
+        packaged = str(resources.files("templates"))
+        loaders = [FileSystemLoader(str(override_dir))] if override_dir else []
+        loaders.append(FileSystemLoader(packaged))
+        self.env = ImmutableSandboxedEnvironment(
+            loader=ChoiceLoader(loaders),
+            autoescape=select_autoescape(default_for_string=True, default=True),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+        self._labels: dict[str, Any] = {}
+        self._install_filters()
+
+    def _template(self, name: str, locale: str) -> tuple[Template, str]:
+        for candidate in dict.fromkeys((locale, self.default_locale)):
+            try:
+                return self.env.get_template(f"{candidate}/{name}.j2"), candidate
+            except TemplateNotFound:
+                continue
+        raise TemplateNotFound(f"{locale}/{name}.j2")
+
+    def render(self, template: str, locale: str, /, **context: Any) -> str:
+        compiled, found = self._template(template, locale)
+        if found != locale:
+            log.warning("template %s missing in %s, using %s", template, locale, found)
+        return compiled.render(_locale=found, **context).strip()
+
+    def label(self, key: str, locale: str) -> str:
+        """A short text (button, command description) from <locale>/labels.j2."""
+        for candidate in dict.fromkeys((locale, self.default_locale)):
+            module = self._labels_module(candidate)
+            value = getattr(module, key, None) if module is not None else None
+            if isinstance(value, str):
+                return value
+        raise KeyError(f"no label {key!r} in {locale} or {self.default_locale}")
+
+    def labels_everywhere(self, key: str) -> set[str]:
+        """The label in every locale: a reply-keyboard press arrives as its text."""
+        return {self.label(key, locale) for locale in LOCALES}
+
+    def _labels_module(self, locale: str) -> Any:
+        if locale not in self._labels:
+            try:
+                template = self.env.get_template(f"{locale}/labels.j2")
+            except TemplateNotFound:
+                self._labels[locale] = None
+            else:
+                self._labels[locale] = template.make_module({"_locale": locale})
+        return self._labels[locale]
+
+    def _install_filters(self) -> None:
+        zone = self.timezone
+
+        def babel(context: Context) -> str:
+            return BABEL_LOCALES.get(str(context.get("_locale")), "zh_Hans_CN")
+
+        @pass_context
+        def number(context: Context, value: int | Decimal | float) -> str:
+            return format_decimal(value, locale=babel(context))
+
+        @pass_context
+        def money(context: Context, value: Decimal | int, currency: str | None = None) -> str:
+            return format_currency(value, currency or self.currency, locale=babel(context))
+
+        @pass_context
+        def day(context: Context, value: date | datetime, style: str = "medium") -> str:
+            if isinstance(value, datetime):
+                value = value.astimezone(zone).date()
+            return format_date(value, format=style, locale=babel(context))
+
+        @pass_context
+        def moment(context: Context, value: datetime, style: str = "medium") -> str:
+            return format_datetime(value, format=style, tzinfo=zone, locale=babel(context))
+
+        self.env.filters.update(number=number, money=money, day=day, moment=moment)

@@ -1,0 +1,70 @@
+"""Templates: one sandboxed environment, locale fallback, escaping for HTML parse mode."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from jinja2.exceptions import SecurityError
+
+from bot.rendering import Renderer, normalize_locale
+from services.policy import LOCALES
+
+TEMPLATES = Path(__file__).parents[2] / "templates"
+
+
+@pytest.fixture
+def renderer(tmp_path: Path) -> Renderer:
+    return Renderer(timezone=ZoneInfo("Asia/Shanghai"), override_dir=tmp_path)
+
+
+def test_every_template_exists_in_every_locale() -> None:
+    names = {locale: {p.name for p in (TEMPLATES / locale).glob("*.j2")} for locale in LOCALES}
+    assert names["zh"] == names["en"]
+
+
+def test_every_label_exists_in_every_locale(renderer: Renderer) -> None:
+    text = (TEMPLATES / "zh" / "labels.j2").read_text("utf-8")
+    keys = [line.split()[2] for line in text.splitlines() if line.startswith("{% set")]
+    for key in keys:
+        assert renderer.label(key, "zh") != renderer.label(key, "en")
+
+
+def test_customer_text_is_escaped(renderer: Renderer) -> None:
+    text = renderer.render("welcome", "en", name="<b>x</b>", shop="s", returning=True, has_phone=True)
+    assert "&lt;b&gt;x&lt;/b&gt;" in text
+
+
+def test_a_template_missing_in_a_locale_falls_back_to_the_default(
+    renderer: Renderer, tmp_path: Path
+) -> None:
+    (tmp_path / "zh").mkdir()
+    (tmp_path / "zh" / "only_zh.j2").write_text("只有中文", encoding="utf-8")
+    assert renderer.render("only_zh", "en") == "只有中文"
+
+
+def test_money_and_numbers_follow_the_locale(renderer: Renderer, tmp_path: Path) -> None:
+    for locale in LOCALES:
+        (tmp_path / locale).mkdir()
+        (tmp_path / locale / "m.j2").write_text("{{ a | money }} {{ n | number }}", encoding="utf-8")
+    assert renderer.render("m", "en", a=Decimal("1234.5"), n=12345) == "CN¥1,234.50 12,345"
+    assert renderer.render("m", "zh", a=Decimal("1234.5"), n=12345) == "¥1,234.50 12,345"
+
+
+def test_a_template_cannot_reach_python_internals(renderer: Renderer, tmp_path: Path) -> None:
+    (tmp_path / "zh").mkdir()
+    (tmp_path / "zh" / "evil.j2").write_text(
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}", encoding="utf-8"
+    )
+    with pytest.raises(SecurityError):
+        renderer.render("evil", "zh")
+
+
+@pytest.mark.parametrize(
+    ("code", "locale"),
+    [("zh-hans", "zh"), ("zh-TW", "zh"), ("en-US", "en"), ("en", "en"), ("ru", "zh"), (None, "zh")],
+)
+def test_telegram_language_codes(code: str | None, locale: str) -> None:
+    assert normalize_locale(code, "zh") == locale
