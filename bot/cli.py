@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from typing import Annotated
@@ -26,8 +27,9 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def load() -> tuple[Settings, Policy]:
-    """Settings and policy, or a message naming what to fix and an exit."""
+def load(*, quiet: bool = False) -> tuple[Settings, Policy]:
+    """Settings and policy, or a message naming what to fix and an exit. `quiet` keeps
+    log lines out of a terminal chat unless LOG_LEVEL asks for them."""
     try:
         settings = Settings()
     except ValidationError as error:
@@ -36,13 +38,15 @@ def load() -> tuple[Settings, Policy]:
         policy = load_policy(settings.policy_path)
     except PolicyError as error:
         raise _fail(f"Policy error: {error}") from None
+    explicit = "log_level" in settings.model_fields_set
     logging.basicConfig(
-        level=settings.log_level,
+        level=settings.log_level if explicit or not quiet else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
     # aiogram logs every update at INFO with chat ids; ours is the one line per update.
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     return settings, policy
 
 
@@ -71,7 +75,7 @@ def run() -> None:
 
     Without BOT_TOKEN it starts the sandbox instead, so you can chat with the bot locally.
     """
-    settings, policy = load()
+    settings, policy = load(quiet=not os.environ.get("BOT_TOKEN"))
     if settings.bot_token is None:
         typer.echo("No BOT_TOKEN set: starting the sandbox (a local Telegram) instead.")
         from sandbox.session import run_sandbox
@@ -84,7 +88,7 @@ def run() -> None:
 @app.command()
 def sandbox() -> None:
     """Try the bot with no Telegram account: a local Telegram and a chat in this terminal."""
-    settings, policy = load()
+    settings, policy = load(quiet=True)
     from sandbox.session import run_sandbox
 
     asyncio.run(run_sandbox(settings, policy))
@@ -92,7 +96,9 @@ def sandbox() -> None:
 
 @app.command()
 def migrate(
-    revision: Annotated[str, typer.Argument(help="Target revision; the newest by default.")] = "head",
+    revision: Annotated[
+        str, typer.Argument(help="Target revision; the newest by default.")
+    ] = "head",
 ) -> None:
     """Bring the database (DATABASE_URL) to the newest schema."""
     settings, _ = load()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiogram.filters import Filter
 from aiogram.types import CallbackQuery, Message
 
@@ -19,9 +17,7 @@ class Label(Filter):
         self.key = key
 
     async def __call__(self, message: Message, say: Say) -> bool:
-        return message.text is not None and message.text in say.renderer.labels_everywhere(
-            self.key
-        )
+        return message.text is not None and message.text in say.renderer.labels_everywhere(self.key)
 
 
 class StaffChat(Filter):

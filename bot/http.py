@@ -28,7 +28,7 @@ def base_app(db: Database, metrics: Metrics, inbox: Inbox) -> web.Application:
             metrics.outbox_depth.set(int(depth or 0))
             metrics.inbox_pending.set(await inbox.count_pending())
         except Exception:
-            # The counters still answer while the database is away; the gauges keep their last value.
+            # While the database is away the counters still answer; gauges keep their value.
             pass
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 

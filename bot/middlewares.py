@@ -31,10 +31,18 @@ class PeopleMiddleware(BaseMiddleware):
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
         chat: Chat | None = data.get("event_chat")
-        locale = normalize_locale(user.language_code if user else None, self.renderer.default_locale)
+        locale = normalize_locale(
+            user.language_code if user else None, self.renderer.default_locale
+        )
         assert isinstance(event, Update)
         # A block or unblock is reported by its own handler, not as a sign of life.
-        if user and chat and chat.type == ChatType.PRIVATE and not user.is_bot and not event.my_chat_member:
+        if (
+            user
+            and chat
+            and chat.type == ChatType.PRIVATE
+            and not user.is_bot
+            and not event.my_chat_member
+        ):
             customer, created = await self.customers.touch(
                 TelegramProfile(
                     telegram_id=user.id,

@@ -7,8 +7,8 @@ from typing import Any
 from aiogram.types import (
     CallbackQuery,
     ForceReply,
-    InlineKeyboardMarkup,
     InaccessibleMessage,
+    InlineKeyboardMarkup,
     Message,
     ReplyKeyboardMarkup,
     ReplyKeyboardRemove,

@@ -28,7 +28,9 @@ def derive_secret(bot_token: str) -> str:
     return hmac.new(bot_token.encode(), b"carebot-webhook", hashlib.sha256).hexdigest()
 
 
-def add_webhook_route(app: web.Application, path: str, secret: str, inbox: Inbox, runner: Runner) -> None:
+def add_webhook_route(
+    app: web.Application, path: str, secret: str, inbox: Inbox, runner: Runner
+) -> None:
     expected = secret.encode()
 
     async def receive(request: web.Request) -> web.Response:

@@ -22,8 +22,14 @@ def service(db: Database, policy: Policy, clock: FrozenClock) -> Customers:
 
 
 async def add_purchase(
-    db: Database, clock: FrozenClock, reference: str, amount: str, *, phone: str | None = None,
-    customer_id: int | None = None, days_ago: int = 10,
+    db: Database,
+    clock: FrozenClock,
+    reference: str,
+    amount: str,
+    *,
+    phone: str | None = None,
+    customer_id: int | None = None,
+    days_ago: int = 10,
 ) -> None:
     async with db.transaction() as session:
         session.add(
@@ -40,13 +46,20 @@ async def add_purchase(
         )
 
 
-async def test_first_contact_creates_the_customer_once(db: Database, policy: Policy, clock: FrozenClock) -> None:
+async def test_first_contact_creates_the_customer_once(
+    db: Database, policy: Policy, clock: FrozenClock
+) -> None:
     customers = service(db, policy, clock)
     first, created = await customers.touch(ALICE)
     again, created_again = await customers.touch(ALICE)
     assert created and not created_again
     assert first.id == again.id
-    assert (first.name, first.locale, first.marketing_opt_in, first.reachable) == ("Alice", "zh", True, True)
+    assert (first.name, first.locale, first.marketing_opt_in, first.reachable) == (
+        "Alice",
+        "zh",
+        True,
+        True,
+    )
 
 
 async def test_a_blocked_customer_is_reachable_again_when_they_write(
@@ -59,7 +72,9 @@ async def test_a_blocked_customer_is_reachable_again_when_they_write(
     assert customer.reachable
 
 
-async def test_phone_from_a_contact_card_is_stored_as_e164(db: Database, policy: Policy, clock: FrozenClock) -> None:
+async def test_phone_from_a_contact_card_is_stored_as_e164(
+    db: Database, policy: Policy, clock: FrozenClock
+) -> None:
     customers = service(db, policy, clock)
     customer, _ = await customers.touch(ALICE)
     link = await customers.link_phone(customer.id, "8613800138000")
@@ -68,7 +83,9 @@ async def test_phone_from_a_contact_card_is_stored_as_e164(db: Database, policy:
     assert stored is not None and stored.phone == "+8613800138000"
 
 
-async def test_an_invalid_phone_changes_nothing(db: Database, policy: Policy, clock: FrozenClock) -> None:
+async def test_an_invalid_phone_changes_nothing(
+    db: Database, policy: Policy, clock: FrozenClock
+) -> None:
     customers = service(db, policy, clock)
     customer, _ = await customers.touch(ALICE)
     assert (await customers.link_phone(customer.id, "12345")).status is LinkStatus.INVALID
@@ -81,7 +98,9 @@ async def test_a_phone_held_by_another_telegram_user_is_refused(
 ) -> None:
     customers = service(db, policy, clock)
     alice, _ = await customers.touch(ALICE)
-    bob, _ = await customers.touch(TelegramProfile(telegram_id=1002, chat_id=1002, first_name="Bob"))
+    bob, _ = await customers.touch(
+        TelegramProfile(telegram_id=1002, chat_id=1002, first_name="Bob")
+    )
     await customers.link_phone(alice.id, "+8613800138000")
     assert (await customers.link_phone(bob.id, "+8613800138000")).status is LinkStatus.TAKEN
 
@@ -98,7 +117,9 @@ async def test_purchases_waiting_under_the_phone_are_linked_and_earn_points(
     assert (link.purchases, link.points) == (2, 350)
     async with db.session() as session:
         assert await balance_of(session, customer.id) == 350
-        owned = await session.scalar(select(func.count()).where(Purchase.customer_id == customer.id))
+        owned = await session.scalar(
+            select(func.count()).where(Purchase.customer_id == customer.id)
+        )
         assert owned == 2
 
 
@@ -107,8 +128,13 @@ async def test_a_record_from_the_shops_list_is_merged_into_the_telegram_customer
 ) -> None:
     async with db.transaction() as session:
         imported = Customer(
-            phone="+8613800138000", name="王芳", locale="zh", marketing_opt_in=False,
-            reachable=True, created_at=clock.now(), region="上海",
+            phone="+8613800138000",
+            name="王芳",
+            locale="zh",
+            marketing_opt_in=False,
+            reachable=True,
+            created_at=clock.now(),
+            region="上海",
         )
         session.add(imported)
         await session.flush()
@@ -123,5 +149,7 @@ async def test_a_record_from_the_shops_list_is_merged_into_the_telegram_customer
     assert (merged.name, merged.region, merged.marketing_opt_in) == ("王芳", "上海", False)
     assert await customers.get(imported_id) is None
     async with db.session() as session:
-        owner = await session.scalar(select(Purchase.customer_id).where(Purchase.reference == "R-9"))
+        owner = await session.scalar(
+            select(Purchase.customer_id).where(Purchase.reference == "R-9")
+        )
     assert owner == customer.id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -54,7 +56,11 @@ def test_every_documented_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> N
     assert config.staff_chat_id == -1001234
     assert config.is_postgres
     assert config.webhook_url == "https://bot.example.com/tg"
-    assert (config.timezone, config.default_locale, config.http_port) == ("Europe/Berlin", "en", 9000)
+    assert (config.timezone, config.default_locale, config.http_port) == (
+        "Europe/Berlin",
+        "en",
+        9000,
+    )
     assert config.policy_path == "/etc/carebot.toml"
 
 
@@ -95,3 +101,34 @@ def test_a_webhook_secret_telegram_would_refuse_is_named() -> None:
 def test_blank_optional_values_count_as_unset() -> None:
     config = settings(BOT_TOKEN="", STAFF_CHAT_ID="", WEBHOOK_URL=" ")
     assert config.bot_token is None and config.staff_chat_id is None and config.webhook_url is None
+
+
+DOCUMENTED = {
+    "BOT_TOKEN",
+    "TELEGRAM_API_URL",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "ADMIN_IDS",
+    "STAFF_CHAT_ID",
+    "API_TOKEN",
+    "WEBHOOK_URL",
+    "WEBHOOK_SECRET",
+    "TIMEZONE",
+    "DEFAULT_LOCALE",
+    "LOG_LEVEL",
+    "HTTP_HOST",
+    "HTTP_PORT",
+    "CAREBOT_POLICY",
+}
+
+
+def test_env_example_lists_every_variable_and_loads_as_is() -> None:
+    example = Path(__file__).parents[2] / ".env.example"
+    names = {
+        line.split("=", 1)[0]
+        for line in example.read_text("utf-8").splitlines()
+        if "=" in line and not line.startswith("#")
+    }
+    assert names == DOCUMENTED
+    config = Settings(_env_file=example)
+    assert config.bot_token is None and config.admin_ids == [] and config.staff_chat_id is None
