@@ -16,6 +16,4 @@ _GONE = {ChatMemberStatus.KICKED, ChatMemberStatus.LEFT}
 
 @router.my_chat_member()
 async def membership_changed(update: ChatMemberUpdated, customers: Customers) -> None:
-    await customers.set_reachable(
-        update.from_user.id, update.new_chat_member.status not in _GONE
-    )
+    await customers.set_reachable(update.from_user.id, update.new_chat_member.status not in _GONE)

@@ -162,9 +162,9 @@ class Customers:
                 setattr(customer, field, getattr(imported, field))
         customer.marketing_opt_in = imported.marketing_opt_in
         await session.execute(
-            update(Purchase).where(Purchase.customer_id == imported.id).values(
-                customer_id=customer.id
-            )
+            update(Purchase)
+            .where(Purchase.customer_id == imported.id)
+            .values(customer_id=customer.id)
         )
         await session.execute(
             update(PointsEntry)

@@ -30,7 +30,8 @@ def test_defaults_follow_the_guides_tiers(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("spend", "tier"), [("1000", "key"), ("999.99", "regular"), ("300", "regular"), ("299.99", "small")]
+    ("spend", "tier"),
+    [("1000", "key"), ("999.99", "regular"), ("300", "regular"), ("299.99", "small")],
 )
 def test_tier_for_spend(tmp_path: Path, spend: str, tier: str) -> None:
     assert load_policy(write(tmp_path, "")).tier_for_spend(Decimal(spend)).key == tier

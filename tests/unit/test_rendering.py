@@ -33,7 +33,9 @@ def test_every_label_exists_in_every_locale(renderer: Renderer) -> None:
 
 
 def test_customer_text_is_escaped(renderer: Renderer) -> None:
-    text = renderer.render("welcome", "en", name="<b>x</b>", shop="s", returning=True, has_phone=True)
+    text = renderer.render(
+        "welcome", "en", name="<b>x</b>", shop="s", returning=True, has_phone=True
+    )
     assert "&lt;b&gt;x&lt;/b&gt;" in text
 
 
@@ -48,7 +50,9 @@ def test_a_template_missing_in_a_locale_falls_back_to_the_default(
 def test_money_and_numbers_follow_the_locale(renderer: Renderer, tmp_path: Path) -> None:
     for locale in LOCALES:
         (tmp_path / locale).mkdir()
-        (tmp_path / locale / "m.j2").write_text("{{ a | money }} {{ n | number }}", encoding="utf-8")
+        (tmp_path / locale / "m.j2").write_text(
+            "{{ a | money }} {{ n | number }}", encoding="utf-8"
+        )
     assert renderer.render("m", "en", a=Decimal("1234.5"), n=12345) == "CN¥1,234.50 12,345"
     assert renderer.render("m", "zh", a=Decimal("1234.5"), n=12345) == "¥1,234.50 12,345"
 
