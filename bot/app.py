@@ -25,12 +25,14 @@ from bot.middlewares import FloodMiddleware, PeopleMiddleware
 from bot.polling import poll
 from bot.rendering import Renderer
 from bot.runner import Runner
+from bot.sender import Sender
 from bot.webhook import add_webhook_route, derive_secret, webhook_path
 from models.database import Database
 from models.schema import current_revision, migrate, require_current
 from services.clock import Clock, SystemClock
 from services.customers import Customers
 from services.loyalty import Loyalty
+from services.outbox import Outbox
 from services.policy import Policy
 from services.staff import Staff
 
@@ -64,6 +66,8 @@ class Carebot:
     dp: Dispatcher = field(init=False)
     inbox: Inbox = field(init=False)
     runner: Runner = field(init=False)
+    outbox: Outbox = field(init=False)
+    sender: Sender = field(init=False)
     http: web.Application = field(init=False)
     _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
@@ -79,6 +83,7 @@ class Carebot:
         loyalty = Loyalty(self.db, policy, clock)
         customers = Customers(self.db, policy, clock, loyalty)
         staff = Staff(self.db, frozenset(settings.admin_ids))
+        self.outbox = Outbox(self.db, clock)
         self.dp = Dispatcher(
             storage=make_storage(settings.redis_url),
             settings=settings,
@@ -90,6 +95,7 @@ class Carebot:
             customers=customers,
             loyalty=loyalty,
             staff=staff,
+            outbox=self.outbox,
         )
         self.dp.update.outer_middleware(
             FloodMiddleware(self.renderer, policy.flood.messages, policy.flood.seconds)
@@ -98,6 +104,7 @@ class Carebot:
         self.dp.include_routers(*handlers.ROUTERS)
         self.inbox = Inbox(self.db, clock)
         self.runner = Runner(self.dp, self.bot, self.inbox, self.metrics)
+        self.sender = Sender(self.bot, self.outbox, customers, self.renderer, self.metrics)
         self.http = base_app(self.db, self.metrics, self.inbox)
         if settings.webhook_url:
             add_webhook_route(
@@ -144,6 +151,7 @@ class Carebot:
                 asyncio.create_task(poll(self.bot, self.inbox, self.runner, allowed, self._stop))
             )
             log.info("polling mode")
+        self._tasks.append(asyncio.create_task(self.sender.run(self._stop)))
 
     @property
     def http_port(self) -> int:

@@ -8,7 +8,7 @@ from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefaul
 from bot.rendering import Renderer
 from services.policy import LOCALES
 
-CUSTOMER_COMMANDS = ("start", "menu", "points", "profile", "language", "help")
+CUSTOMER_COMMANDS = ("start", "menu", "points", "profile", "language", "stop", "help")
 
 
 def customer_commands(renderer: Renderer, locale: str) -> list[BotCommand]:

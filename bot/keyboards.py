@@ -23,6 +23,10 @@ class Language(CallbackData, prefix="lang"):
     code: str
 
 
+class OptOut(CallbackData, prefix="optout"):
+    """The unsubscribe button under every marketing message."""
+
+
 def main_menu(renderer: Renderer, locale: str) -> InlineKeyboardMarkup:
     buttons = [
         InlineKeyboardButton(

@@ -10,6 +10,7 @@ from typing import Any
 from aiogram import Bot, Dispatcher
 
 from bot.inbox import Inbox, update_type
+from bot.locks import KeyedLocks
 from bot.metrics import Metrics
 
 log = logging.getLogger("carebot.updates")
@@ -44,8 +45,7 @@ class Runner:
         self.inbox = inbox
         self.metrics = metrics
         self._slots = asyncio.Semaphore(concurrency)
-        self._chats: dict[int | None, asyncio.Lock] = {}
-        self._holders: dict[int | None, int] = {}
+        self._chats = KeyedLocks()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def submit(self, payloads: list[dict[str, Any]]) -> None:
@@ -70,16 +70,8 @@ class Runner:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def _handle(self, payload: dict[str, Any]) -> None:
-        key = chat_key(payload)
-        lock = self._chats.setdefault(key, asyncio.Lock())
-        self._holders[key] = self._holders.get(key, 0) + 1
-        try:
-            async with lock, self._slots:
-                await self._feed(payload)
-        finally:
-            self._holders[key] -= 1
-            if not self._holders[key]:
-                del self._holders[key], self._chats[key]
+        async with self._chats.hold(chat_key(payload)), self._slots:
+            await self._feed(payload)
 
     async def _feed(self, payload: dict[str, Any]) -> None:
         kind = update_type(payload)

@@ -2,7 +2,7 @@
 
 from aiogram import Router
 
-from handlers import errors, fallback, membership, menu, onboarding, staff
+from handlers import consent, errors, fallback, membership, menu, onboarding, staff
 
 # The catch-all fallback goes last: it answers whatever the others left.
 ROUTERS: tuple[Router, ...] = (
@@ -11,5 +11,6 @@ ROUTERS: tuple[Router, ...] = (
     staff.router,
     onboarding.router,
     menu.router,
+    consent.router,
     fallback.router,
 )

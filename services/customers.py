@@ -127,6 +127,20 @@ class Customers:
             )
             return bool(getattr(result, "rowcount", 0))
 
+    async def mark_unreachable(self, customer_id: int) -> None:
+        """Telegram refused delivery (blocked, chat gone): stop trying until they write."""
+        async with self.db.transaction() as session:
+            await session.execute(
+                update(Customer).where(Customer.id == customer_id).values(reachable=False)
+            )
+
+    async def set_marketing(self, customer_id: int, allowed: bool) -> None:
+        """Consent to offers and news; every job reads it again when it sends."""
+        async with self.db.transaction() as session:
+            await session.execute(
+                update(Customer).where(Customer.id == customer_id).values(marketing_opt_in=allowed)
+            )
+
     async def link_phone(self, customer_id: int, raw_phone: str) -> PhoneLink:
         """Attach a phone from the customer's own contact card, with what was recorded
         under it: an imported profile is merged in, waiting sales are credited."""

@@ -1,0 +1,221 @@
+"""The outbox: proactive messages are enqueued here once, by key, and drained by the sender."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Customer, OutboxMessage, OutboxStatus
+from models.database import Database
+from services.clock import Clock
+
+# A row claimed by a sender that died is claimed again after this long.
+CLAIM_TIMEOUT = timedelta(minutes=2)
+MAX_ATTEMPTS = 8
+
+
+class Render(Protocol):
+    """What services need of the template renderer (the bot's Renderer provides it)."""
+
+    def render(self, template: str, locale: str, /, **context: Any) -> str: ...
+
+    def label(self, key: str, locale: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to enqueue. `key` makes it once-only: `birthday:<customer>:<year>`."""
+
+    key: str
+    chat_id: int
+    text: str
+    kind: str
+    customer_id: int | None = None
+    reply_markup: dict[str, Any] | None = None
+    marketing: bool = False
+    not_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    chat_id: int
+    text: str
+    reply_markup: dict[str, Any] | None
+    customer_id: int | None
+    marketing: bool
+    attempts: int
+    locale: str = "zh"
+    blocked_reason: str | None = field(default=None)
+
+
+class Outbox:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    async def enqueue(
+        self, messages: Iterable[Outgoing], *, session: AsyncSession | None = None
+    ) -> int:
+        """Insert what is not there yet; how many were new. With `session`, joins the
+        caller's transaction, so a message and the points it announces commit together."""
+        now = self.clock.now()
+        rows = [
+            {
+                "dedupe_key": m.key[:160],
+                "customer_id": m.customer_id,
+                "chat_id": m.chat_id,
+                "kind": m.kind,
+                "text": m.text,
+                "reply_markup": m.reply_markup,
+                "marketing": m.marketing,
+                "status": OutboxStatus.PENDING,
+                "attempts": 0,
+                "not_before": m.not_before or now,
+                "created_at": now,
+            }
+            for m in messages
+        ]
+        if not rows:
+            return 0
+        if session is not None:
+            return await self._insert(session, rows)
+        async with self.db.transaction() as own:
+            return await self._insert(own, rows)
+
+    async def _insert(self, session: AsyncSession, rows: list[dict[str, Any]]) -> int:
+        insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
+        inserted = 0
+        for start in range(0, len(rows), 500):
+            statement = (
+                insert(OutboxMessage)
+                .values(rows[start : start + 500])
+                .on_conflict_do_nothing(index_elements=["dedupe_key"])
+                .returning(OutboxMessage.id)
+            )
+            inserted += len((await session.scalars(statement)).all())
+        return inserted
+
+    async def claim(self, limit: int) -> list[Claimed]:
+        """Take up to `limit` due messages for sending. On PostgreSQL several senders share
+        the outbox: SKIP LOCKED hands each row to one of them."""
+        now = self.clock.now()
+        due = or_(
+            and_(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.not_before <= now),
+            and_(
+                OutboxMessage.status == OutboxStatus.SENDING,
+                OutboxMessage.not_before <= now - CLAIM_TIMEOUT,
+            ),
+        )
+        query = select(OutboxMessage).where(due).order_by(OutboxMessage.id).limit(limit)
+        if self.db.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        async with self.db.transaction() as session:
+            rows = list(await session.scalars(query))
+            if not rows:
+                return []
+            ids = [r.id for r in rows]
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(ids))
+                .values(status=OutboxStatus.SENDING, not_before=now)
+            )
+            people = {
+                c.id: c
+                for c in await session.scalars(
+                    select(Customer).where(
+                        Customer.id.in_({r.customer_id for r in rows if r.customer_id})
+                    )
+                )
+            }
+        claimed = []
+        for row in rows:
+            customer = people.get(row.customer_id) if row.customer_id else None
+            claimed.append(
+                Claimed(
+                    id=row.id,
+                    chat_id=row.chat_id,
+                    text=row.text,
+                    reply_markup=row.reply_markup,
+                    customer_id=row.customer_id,
+                    marketing=row.marketing,
+                    attempts=row.attempts,
+                    locale=customer.locale if customer else "zh",
+                    blocked_reason=_why_not(customer, row.marketing),
+                )
+            )
+        return claimed
+
+    async def sent(self, message_id: int, telegram_message_id: int) -> None:
+        await self._finish(
+            message_id,
+            status=OutboxStatus.SENT,
+            telegram_message_id=telegram_message_id,
+            sent_at=self.clock.now(),
+        )
+
+    async def skipped(self, message_id: int, reason: str) -> None:
+        await self._finish(message_id, status=OutboxStatus.SKIPPED, last_error=reason[:255])
+
+    async def failed(self, message_id: int, reason: str) -> None:
+        await self._finish(message_id, status=OutboxStatus.FAILED, last_error=reason[:255])
+
+    async def retry_later(self, message_id: int, reason: str, attempts: int) -> None:
+        """Back off exponentially; give up after MAX_ATTEMPTS."""
+        if attempts + 1 >= MAX_ATTEMPTS:
+            await self.failed(message_id, f"gave up after {attempts + 1} attempts: {reason}")
+            return
+        delay = timedelta(seconds=min(2 ** (attempts + 1), 600))
+        await self._finish(
+            message_id,
+            status=OutboxStatus.PENDING,
+            attempts=attempts + 1,
+            last_error=reason[:255],
+            not_before=self.clock.now() + delay,
+        )
+
+    async def postpone(self, ids: Sequence[int], until: datetime) -> None:
+        """Hand claimed messages back untouched (a 429 pause, or shutting down)."""
+        if not ids:
+            return
+        async with self.db.transaction() as session:
+            await session.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id.in_(list(ids)), OutboxMessage.status == OutboxStatus.SENDING
+                )
+                .values(status=OutboxStatus.PENDING, not_before=until)
+            )
+
+    async def depth(self) -> int:
+        async with self.db.session() as session:
+            count = await session.scalar(
+                select(func.count()).where(OutboxMessage.status == OutboxStatus.PENDING)
+            )
+        return int(count or 0)
+
+    async def _finish(self, message_id: int, **values: Any) -> None:
+        async with self.db.transaction() as session:
+            await session.execute(
+                update(OutboxMessage).where(OutboxMessage.id == message_id).values(**values)
+            )
+
+
+def _why_not(customer: Customer | None, marketing: bool) -> str | None:
+    """Checked again at sending time: consent or reachability may have changed since."""
+    if customer is None:
+        return None
+    if customer.is_erased:
+        return "customer erased"
+    if not customer.reachable:
+        return "customer unreachable"
+    if marketing and not customer.marketing_opt_in:
+        return "customer opted out"
+    return None
