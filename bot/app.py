@@ -80,10 +80,10 @@ class Carebot:
             default_locale=settings.default_locale, timezone=settings.zone, currency=policy.currency
         )
         self.metrics = Metrics()
-        loyalty = Loyalty(self.db, policy, clock)
+        self.outbox = Outbox(self.db, clock)
+        loyalty = Loyalty(self.db, policy, clock, self.outbox, self.renderer)
         customers = Customers(self.db, policy, clock, loyalty)
         staff = Staff(self.db, frozenset(settings.admin_ids))
-        self.outbox = Outbox(self.db, clock)
         self.dp = Dispatcher(
             storage=make_storage(settings.redis_url),
             settings=settings,

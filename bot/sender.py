@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from enum import Enum
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -30,7 +31,12 @@ log = logging.getLogger("carebot.sender")
 DEFAULT_RATE = 30.0
 PER_CHAT_INTERVAL = 1.0
 RATE_LIMIT_RETRIES = 5
-_RETRY = object()
+
+
+class Outcome(Enum):
+    SENT = "sent"
+    SETTLED = "settled"  # failed or skipped for good; nothing more to do
+    RETRY = "retry"  # rate-limited: try again after the pause
 
 
 class Sender:
@@ -98,13 +104,11 @@ class Sender:
             for _ in range(RATE_LIMIT_RETRIES):
                 await self._overall_slot()
                 outcome = await self._send(message)
-                if outcome is not _RETRY:
+                if outcome is not Outcome.RETRY:
                     self._chat_last_sent[message.chat_id] = time.monotonic()
-                    break
-            else:
-                outcome = 0
-                await self.outbox.postpone([message.id], self.outbox.clock.now())
-        return int(outcome)
+                    return int(outcome is Outcome.SENT)
+            await self.outbox.postpone([message.id], self.outbox.clock.now())
+            return 0
 
     async def _overall_slot(self) -> None:
         """Wait for this process's next sending slot, and out any 429 pause."""
@@ -120,10 +124,10 @@ class Sender:
             if self._paused_until <= time.monotonic():
                 return
 
-    async def _send(self, message: Claimed) -> int | object:
+    async def _send(self, message: Claimed) -> Outcome:
         if message.blocked_reason:
             await self.outbox.skipped(message.id, message.blocked_reason)
-            return 0
+            return Outcome.SETTLED
         try:
             sent = await self.bot.send_message(
                 message.chat_id, message.text, reply_markup=self._markup(message)
@@ -131,22 +135,22 @@ class Sender:
         except TelegramRetryAfter as error:
             self._paused_until = max(self._paused_until, time.monotonic() + error.retry_after)
             log.warning("Telegram asks to wait %s s; pausing all sending", error.retry_after)
-            return _RETRY
+            return Outcome.RETRY
         except TelegramForbiddenError as error:
             await self._unreachable(message, error.message)
-            return 0
+            return Outcome.SETTLED
         except TelegramBadRequest as error:
             if "chat not found" in error.message:
                 await self._unreachable(message, error.message)
             else:
                 log.error("outbox message %s refused: %s", message.id, error.message)
                 await self.outbox.failed(message.id, error.message)
-            return 0
+            return Outcome.SETTLED
         except (TelegramServerError, TelegramNetworkError, TimeoutError) as error:
             await self.outbox.retry_later(message.id, str(error), message.attempts)
-            return 0
+            return Outcome.SETTLED
         await self.outbox.sent(message.id, sent.message_id)
-        return 1
+        return Outcome.SENT
 
     async def _unreachable(self, message: Claimed, reason: str) -> None:
         await self.outbox.failed(message.id, reason)

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import PointsEntry, Purchase
+from models import Customer, PointsEntry, Purchase
 from models.database import Database
 from services.clock import Clock
+from services.outbox import Outbox, Outgoing, Render
+from services.phones import InvalidPhone, normalize_phone
 from services.policy import Policy, Tier
+
+log = logging.getLogger(__name__)
 
 TRAILING = timedelta(days=365)
 
@@ -55,11 +61,218 @@ async def spend_between(
     return Decimal(total) if total is not None else Decimal("0.00")
 
 
+class SaleError(ValueError):
+    """A sale that cannot be recorded as given; `field` names what to fix."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Sale:
+    """A sale (or, with a negative amount and `refund_of`, a refund) from any channel."""
+
+    reference: str
+    amount: Decimal
+    occurred_at: datetime
+    channel: str
+    currency: str | None = None
+    phone: str | None = None
+    customer_id: int | None = None
+    telegram_id: int | None = None
+    refund_of: str | None = None
+    store: str | None = None
+
+
+@dataclass(frozen=True)
+class PurchaseResult:
+    purchase_id: int
+    customer_id: int | None
+    points_awarded: int
+    balance: int | None
+    created: bool
+    # Points a refund should have taken back but could not: the balance never goes negative.
+    shortfall: int = 0
+
+
 class Loyalty:
-    def __init__(self, db: Database, policy: Policy, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        policy: Policy,
+        clock: Clock,
+        outbox: Outbox | None = None,
+        render: Render | None = None,
+    ) -> None:
         self.db = db
         self.policy = policy
         self.clock = clock
+        self.outbox = outbox
+        self.render = render
+
+    async def record_purchase(self, sale: Sale) -> PurchaseResult:
+        """The sale, its points and a tier-up note in one transaction. A reference already
+        recorded returns what was recorded and changes nothing."""
+        known = await self._recorded(sale.reference)
+        if known is not None:
+            return known
+        try:
+            async with self.db.transaction() as session:
+                return await self._record(session, sale)
+        except IntegrityError:
+            # Another request recorded the same reference a moment ago.
+            known = await self._recorded(sale.reference)
+            if known is None:
+                raise
+            return known
+
+    async def _recorded(self, reference: str) -> PurchaseResult | None:
+        async with self.db.session() as session:
+            purchase = await session.scalar(select(Purchase).where(Purchase.reference == reference))
+            if purchase is None:
+                return None
+            points = await session.scalar(
+                select(func.coalesce(func.sum(PointsEntry.delta), 0)).where(
+                    PointsEntry.purchase_id == purchase.id
+                )
+            )
+            balance = (
+                await balance_of(session, purchase.customer_id)
+                if purchase.customer_id is not None
+                else None
+            )
+            return PurchaseResult(
+                purchase.id, purchase.customer_id, int(points or 0), balance, created=False
+            )
+
+    async def _record(self, session: AsyncSession, sale: Sale) -> PurchaseResult:
+        if not sale.reference.strip():
+            raise SaleError("reference", "is required")
+        if sale.amount == 0:
+            raise SaleError("amount", "must not be zero")
+        currency = (sale.currency or self.policy.currency).upper()
+        if currency != self.policy.currency:
+            raise SaleError("currency", f"the shop keeps accounts in {self.policy.currency}")
+        customer, phone = await self._buyer(session, sale)
+        original: Purchase | None = None
+        if sale.amount < 0:
+            original = await self._refunded(session, sale, customer)
+            customer = (
+                await session.get(Customer, original.customer_id) if original.customer_id else None
+            )
+            phone = original.phone
+        before = await self._tier_now(session, customer.id) if customer else None
+        purchase = Purchase(
+            customer_id=customer.id if customer else None,
+            phone=phone,
+            reference=sale.reference.strip()[:128],
+            amount=sale.amount,
+            currency=currency,
+            occurred_at=sale.occurred_at,
+            store=sale.store,
+            channel=sale.channel,
+            refund_of_id=original.id if original else None,
+            created_at=self.clock.now(),
+        )
+        session.add(purchase)
+        await session.flush()
+        if customer is None:
+            return PurchaseResult(purchase.id, None, 0, None, created=True)
+        awarded = await self.credit_purchases(session, customer.id, [purchase])
+        shortfall = 0
+        if original is not None:
+            owed = _refund_share(sale.amount, original, await self._earned(session, original.id))
+            shortfall = owed + awarded
+        balance = await balance_of(session, customer.id)
+        await self._note_tier_change(session, customer, before)
+        return PurchaseResult(purchase.id, customer.id, awarded, balance, True, shortfall)
+
+    async def _buyer(self, session: AsyncSession, sale: Sale) -> tuple[Customer | None, str | None]:
+        given = [k for k in ("phone", "customer_id", "telegram_id") if getattr(sale, k) is not None]
+        if len(given) > 1:
+            raise SaleError(given[1], "give only one of phone, customer_id, telegram_id")
+        if sale.customer_id is not None:
+            customer = await session.get(Customer, sale.customer_id)
+            if customer is None:
+                raise SaleError("customer_id", f"no customer {sale.customer_id}")
+            return customer, customer.phone
+        if sale.telegram_id is not None:
+            customer = await session.scalar(
+                select(Customer).where(Customer.telegram_id == sale.telegram_id)
+            )
+            if customer is None:
+                raise SaleError("telegram_id", f"no customer with Telegram id {sale.telegram_id}")
+            return customer, customer.phone
+        if sale.phone is not None:
+            try:
+                phone = normalize_phone(sale.phone, self.policy.phone_region)
+            except InvalidPhone:
+                raise SaleError("phone", f"{sale.phone!r} is not a valid phone number") from None
+            customer = await session.scalar(select(Customer).where(Customer.phone == phone))
+            return customer, phone
+        if sale.amount < 0:
+            return None, None
+        raise SaleError("customer", "give one of phone, customer_id, telegram_id")
+
+    async def _refunded(
+        self, session: AsyncSession, sale: Sale, customer: Customer | None
+    ) -> Purchase:
+        if not sale.refund_of:
+            raise SaleError("refund_of", "a negative amount is a refund: name the sale it refunds")
+        original = await session.scalar(
+            select(Purchase).where(Purchase.reference == sale.refund_of)
+        )
+        if original is None or original.amount < 0:
+            raise SaleError("refund_of", f"no sale with reference {sale.refund_of!r}")
+        if customer is not None and original.customer_id not in (None, customer.id):
+            raise SaleError("refund_of", "that sale belongs to another customer")
+        refunded = await session.scalar(
+            select(func.coalesce(func.sum(Purchase.amount), 0)).where(
+                Purchase.refund_of_id == original.id
+            )
+        )
+        if original.amount + Decimal(refunded or 0) + sale.amount < 0:
+            raise SaleError("amount", "refunds would exceed the original sale")
+        return original
+
+    async def _earned(self, session: AsyncSession, purchase_id: int) -> int:
+        earned = await session.scalar(
+            select(func.coalesce(func.sum(PointsEntry.delta), 0)).where(
+                PointsEntry.purchase_id == purchase_id, PointsEntry.reason == "purchase"
+            )
+        )
+        return int(earned or 0)
+
+    async def _tier_now(self, session: AsyncSession, customer_id: int) -> Tier:
+        now = self.clock.now()
+        return self.policy.tier_for_spend(
+            await spend_between(session, customer_id, now - TRAILING, now + timedelta(seconds=1))
+        )
+
+    async def _note_tier_change(
+        self, session: AsyncSession, customer: Customer, before: Tier | None
+    ) -> None:
+        after = await self._tier_now(session, customer.id)
+        if before is None or after.min_spend <= before.min_spend:
+            return
+        if self.outbox is None or self.render is None or customer.chat_id is None:
+            return
+        year = self.clock.now().year
+        text = self.render.render("tier_up", customer.locale, tier=after, customer=customer)
+        await self.outbox.enqueue(
+            [
+                Outgoing(
+                    key=f"tier_up:{customer.id}:{after.key}:{year}",
+                    chat_id=customer.chat_id,
+                    text=text,
+                    kind="tier_up",
+                    customer_id=customer.id,
+                )
+            ],
+            session=session,
+        )
 
     async def summary(self, customer_id: int) -> PointsSummary:
         now = self.clock.now()
@@ -87,19 +300,13 @@ class Loyalty:
                 delta = points_for(purchase.amount, self.policy, self.policy.tier_for_spend(spend))
                 reason = "purchase"
             else:
-                earned = 0
+                owed = 0
                 if purchase.refund_of_id is not None:
-                    earned = int(
-                        await session.scalar(
-                            select(func.coalesce(func.sum(PointsEntry.delta), 0)).where(
-                                PointsEntry.purchase_id == purchase.refund_of_id,
-                                PointsEntry.reason == "purchase",
-                            )
-                        )
-                        or 0
-                    )
+                    original = await session.get(Purchase, purchase.refund_of_id)
+                    earned = await self._earned(session, purchase.refund_of_id)
+                    owed = _refund_share(purchase.amount, original, earned)
                 balance = await balance_of(session, customer_id)
-                delta = -min(earned, balance)
+                delta = -min(owed, balance)
                 reason = "refund"
             if delta:
                 session.add(
@@ -115,3 +322,11 @@ class Loyalty:
                 await session.flush()
                 net += delta
         return net
+
+
+def _refund_share(amount: Decimal, original: Purchase | None, earned: int) -> int:
+    """The points a (possibly partial) refund takes back: its share of what the sale earned."""
+    if original is None or original.amount <= 0:
+        return 0
+    share = min(Decimal(1), -amount / original.amount) * earned
+    return int(share.to_integral_value(rounding=ROUND_FLOOR))
