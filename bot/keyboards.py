@@ -12,7 +12,16 @@ from aiogram.types import (
 
 from bot.rendering import Renderer
 
-MENU_ITEMS = ("points", "profile", "language", "help")
+MENU_ITEMS = (
+    "points",
+    "rewards",
+    "feedback",
+    "tickets",
+    "survey",
+    "profile",
+    "language",
+    "help",
+)
 
 
 class Menu(CallbackData, prefix="menu"):
@@ -34,7 +43,9 @@ def main_menu(renderer: Renderer, locale: str) -> InlineKeyboardMarkup:
         )
         for item in MENU_ITEMS
     ]
-    return InlineKeyboardMarkup(inline_keyboard=[buttons[i : i + 2] for i in range(0, 4, 2)])
+    return InlineKeyboardMarkup(
+        inline_keyboard=[buttons[i : i + 2] for i in range(0, len(buttons), 2)]
+    )
 
 
 def share_phone(renderer: Renderer, locale: str) -> ReplyKeyboardMarkup:

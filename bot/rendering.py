@@ -86,6 +86,19 @@ class Renderer:
             log.warning("template %s missing in %s, using %s", template, locale, found)
         return compiled.render(_locale=found, **context).strip()
 
+    def render_string(self, source: str, locale: str, /, **context: Any) -> str:
+        """A text staff wrote (a broadcast), in the same sandbox and with the same filters
+        as the templates; a syntax error raises jinja2.TemplateError."""
+        return self.env.from_string(source).render(_locale=locale, **context).strip()
+
+    def template_names(self, prefix: str) -> list[str]:
+        """The templates whose names start with `prefix`, as found in the default locale."""
+        folder = f"{self.default_locale}/"
+        found = self.env.list_templates(
+            filter_func=lambda n: n.startswith(folder + prefix) and n.endswith(".j2")
+        )
+        return sorted({n.removeprefix(folder).removesuffix(".j2") for n in found})
+
     def label(self, key: str, locale: str) -> str:
         """A short text (button, command description) from <locale>/labels.j2."""
         for candidate in dict.fromkeys((locale, self.default_locale)):

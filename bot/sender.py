@@ -1,11 +1,15 @@
-"""The sender: drains the outbox within Telegram's limits, once per message."""
+"""The sender: drains the outbox within Telegram's limits, once per message.
+
+Several senders may drain one PostgreSQL outbox (each row is claimed by one of them); the
+pace they keep together comes from a `Pacer` (shared through Redis when configured). See
+services/outbox.py for what a crash can and cannot do.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import time
 from enum import Enum
 
 from aiogram import Bot
@@ -16,14 +20,16 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from bot.keyboards import OptOut
 from bot.locks import KeyedLocks
 from bot.metrics import Metrics
+from bot.pacing import LocalPacer, Pacer, RedisPacer
 from bot.rendering import Renderer
 from services.customers import Customers
 from services.outbox import Claimed, Outbox
+from services.policy import Sending
 
 log = logging.getLogger("carebot.sender")
 
@@ -50,20 +56,51 @@ class Sender:
         *,
         rate: float = DEFAULT_RATE,
         per_chat_interval: float = PER_CHAT_INTERVAL,
+        paid_broadcast: bool = False,
+        pacer: Pacer | None = None,
     ) -> None:
         self.bot = bot
         self.outbox = outbox
         self.customers = customers
         self.renderer = renderer
         self.metrics = metrics
-        self.interval = 1.0 / rate
-        self.per_chat_interval = per_chat_interval
-        self.batch_size = max(1, int(rate))
-        self._next_slot = 0.0
+        self.paid_broadcast = paid_broadcast
+        self.pacer = pacer or LocalPacer(rate, per_chat_interval)
+        # A batch is about a second's worth of messages, so that claimed rows do not wait
+        # long (another instance may be free to send them).
+        self.batch_size = max(1, min(int(rate), 500))
         self._chats = KeyedLocks()
-        self._chat_last_sent: dict[int, float] = {}
-        self._paused_until = 0.0
         self._wake = asyncio.Event()
+
+    @classmethod
+    def for_policy(
+        cls,
+        bot: Bot,
+        outbox: Outbox,
+        customers: Customers,
+        renderer: Renderer,
+        metrics: Metrics,
+        sending: Sending,
+        redis_url: str | None,
+    ) -> Sender:
+        """A sender at the policy's pace, shared with every instance through Redis when
+        REDIS_URL is set."""
+        pacer = (
+            RedisPacer(redis_url, bot.id, sending.rate, sending.per_chat_seconds)
+            if redis_url
+            else None
+        )
+        return cls(
+            bot,
+            outbox,
+            customers,
+            renderer,
+            metrics,
+            rate=sending.rate,
+            per_chat_interval=sending.per_chat_seconds,
+            paid_broadcast=sending.allow_paid_broadcast,
+            pacer=pacer,
+        )
 
     def wake(self) -> None:
         """Something was enqueued: look now rather than at the next poll."""
@@ -96,44 +133,41 @@ class Sender:
         """One chat's messages go one after another, a chat interval apart; across chats
         they share the overall rate, so one busy chat never holds up the others."""
         async with self._chats.hold(message.chat_id):
-            last = self._chat_last_sent.get(message.chat_id)
-            if last is not None:
-                wait = last + self.per_chat_interval - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
+            if message.blocked_reason:
+                await self.outbox.skipped(message.id, message.blocked_reason)
+                return 0
             for _ in range(RATE_LIMIT_RETRIES):
-                await self._overall_slot()
+                await self.pacer.wait(message.chat_id)
+                if not await self.outbox.take(message):
+                    return 0
                 outcome = await self._send(message)
                 if outcome is not Outcome.RETRY:
-                    self._chat_last_sent[message.chat_id] = time.monotonic()
                     return int(outcome is Outcome.SENT)
             await self.outbox.postpone([message.id], self.outbox.clock.now())
             return 0
 
-    async def _overall_slot(self) -> None:
-        """Wait for this process's next sending slot, and out any 429 pause."""
-        while True:
-            now = time.monotonic()
-            if self._paused_until > now:
-                await asyncio.sleep(self._paused_until - now)
-                continue
-            slot = max(now, self._next_slot)
-            self._next_slot = slot + self.interval
-            if slot > now:
-                await asyncio.sleep(slot - now)
-            if self._paused_until <= time.monotonic():
-                return
+    async def _deliver(self, message: Claimed) -> Message:
+        paid = True if self.paid_broadcast else None
+        if message.photo is not None:
+            return await self.bot.send_photo(
+                message.chat_id,
+                BufferedInputFile(message.photo, filename=f"{message.kind or 'image'}.png"),
+                caption=message.text or None,
+                reply_markup=self._markup(message),
+                allow_paid_broadcast=paid,
+            )
+        return await self.bot.send_message(
+            message.chat_id,
+            message.text,
+            reply_markup=self._markup(message),
+            allow_paid_broadcast=paid,
+        )
 
     async def _send(self, message: Claimed) -> Outcome:
-        if message.blocked_reason:
-            await self.outbox.skipped(message.id, message.blocked_reason)
-            return Outcome.SETTLED
         try:
-            sent = await self.bot.send_message(
-                message.chat_id, message.text, reply_markup=self._markup(message)
-            )
+            sent = await self._deliver(message)
         except TelegramRetryAfter as error:
-            self._paused_until = max(self._paused_until, time.monotonic() + error.retry_after)
+            await self.pacer.pause(error.retry_after)
             log.warning("Telegram asks to wait %s s; pausing all sending", error.retry_after)
             return Outcome.RETRY
         except TelegramForbiddenError as error:

@@ -2,7 +2,21 @@
 
 from aiogram import Router
 
-from handlers import consent, errors, fallback, membership, menu, onboarding, staff
+from handlers import (
+    consent,
+    conversation,
+    errors,
+    fallback,
+    feedback,
+    membership,
+    menu,
+    onboarding,
+    privacy,
+    profile,
+    rewards,
+    staff,
+    surveys,
+)
 
 # The catch-all fallback goes last: it answers whatever the others left.
 ROUTERS: tuple[Router, ...] = (
@@ -12,5 +26,12 @@ ROUTERS: tuple[Router, ...] = (
     onboarding.router,
     menu.router,
     consent.router,
+    conversation.router,
+    rewards.router,
+    surveys.router,
+    profile.router,
+    privacy.router,
+    # Last before the fallback: a customer's free text goes to staff while a ticket is open.
+    feedback.router,
     fallback.router,
 )

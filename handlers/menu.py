@@ -7,6 +7,7 @@ from aiogram.enums import ChatType
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 
+from bot import buttons
 from bot.commands import set_chat_commands
 from bot.keyboards import Language, Menu, languages, main_menu
 from bot.say import Say
@@ -43,7 +44,12 @@ async def show_points(
 @router.message(Command("profile"))
 @router.callback_query(Menu.filter(F.item == "profile"))
 async def show_profile(event: Message | CallbackQuery, customer: Customer, say: Say) -> None:
-    await say(event, "profile", customer=customer)
+    await say(
+        event,
+        "profile",
+        customer=customer,
+        reply_markup=buttons.profile(say.renderer, say.locale, marketing=customer.marketing_opt_in),
+    )
 
 
 @router.message(Command("language"))

@@ -1,0 +1,1 @@
+"""Scheduled jobs: APScheduler wiring, the leader lock, and the job functions."""

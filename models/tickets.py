@@ -39,6 +39,8 @@ class Ticket(Base):
     first_response_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     csat: Mapped[int | None] = mapped_column(Integer)
+    # What went wrong, in the customer's words, after a low rating.
+    csat_comment: Mapped[str | None] = mapped_column(Text)
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (

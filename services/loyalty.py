@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import calendar
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,12 +26,46 @@ TRAILING = timedelta(days=365)
 
 
 @dataclass(frozen=True)
+class LedgerLine:
+    """One line of a customer's points history, as /points shows it."""
+
+    at: datetime
+    delta: int
+    reason: str
+    reference: str | None
+
+
+@dataclass(frozen=True)
 class PointsSummary:
     balance: int
     spend_12m: Decimal
     tier: Tier
     next_tier: Tier | None
     to_next: Decimal
+    # Points that will expire within the policy's warning window, and the first such day.
+    expiring_soon: int = 0
+    next_expiry: datetime | None = None
+    recent: tuple[LedgerLine, ...] = ()
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """The same day `months` later, or the month's last day when it has no such day."""
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    return moment.replace(
+        year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1])
+    )
+
+
+async def lock_customer(session: AsyncSession, customer_id: int) -> Customer | None:
+    """Hold the customer's row until the transaction ends, so that two spends of the same
+    points run one after the other. PostgreSQL locks the row (SELECT ... FOR UPDATE);
+    SQLite has one writer at a time, taken by this first write: reads that follow in the
+    transaction then see every committed spend."""
+    if session.get_bind().dialect.name == "postgresql":
+        return await session.get(Customer, customer_id, with_for_update=True)
+    await session.execute(update(Customer).where(Customer.id == customer_id).values(id=Customer.id))
+    return await session.get(Customer, customer_id)
 
 
 def points_for(amount: Decimal, policy: Policy, tier: Tier) -> int:
@@ -128,24 +163,35 @@ class Loyalty:
                 raise
             return known
 
+    async def record_in(self, session: AsyncSession, sale: Sale) -> PurchaseResult:
+        """`record_purchase` inside the caller's transaction: for a batch recorded whole
+        or not at all, or a staff entry committed with its audit record."""
+        known = await self._recorded_in(session, sale.reference)
+        if known is not None:
+            return known
+        return await self._record(session, sale)
+
     async def _recorded(self, reference: str) -> PurchaseResult | None:
         async with self.db.session() as session:
-            purchase = await session.scalar(select(Purchase).where(Purchase.reference == reference))
-            if purchase is None:
-                return None
-            points = await session.scalar(
-                select(func.coalesce(func.sum(PointsEntry.delta), 0)).where(
-                    PointsEntry.purchase_id == purchase.id
-                )
+            return await self._recorded_in(session, reference)
+
+    async def _recorded_in(self, session: AsyncSession, reference: str) -> PurchaseResult | None:
+        purchase = await session.scalar(select(Purchase).where(Purchase.reference == reference))
+        if purchase is None:
+            return None
+        points = await session.scalar(
+            select(func.coalesce(func.sum(PointsEntry.delta), 0)).where(
+                PointsEntry.purchase_id == purchase.id
             )
-            balance = (
-                await balance_of(session, purchase.customer_id)
-                if purchase.customer_id is not None
-                else None
-            )
-            return PurchaseResult(
-                purchase.id, purchase.customer_id, int(points or 0), balance, created=False
-            )
+        )
+        balance = (
+            await balance_of(session, purchase.customer_id)
+            if purchase.customer_id is not None
+            else None
+        )
+        return PurchaseResult(
+            purchase.id, purchase.customer_id, int(points or 0), balance, created=False
+        )
 
     async def _record(self, session: AsyncSession, sale: Sale) -> PurchaseResult:
         if not sale.reference.strip():
@@ -274,16 +320,48 @@ class Loyalty:
             session=session,
         )
 
-    async def summary(self, customer_id: int) -> PointsSummary:
+    async def summary(self, customer_id: int, *, recent: int = 10) -> PointsSummary:
+        """Balance, tier and what the next tier needs, points about to expire, and the
+        latest `recent` ledger lines. Expired points are written off first, so the balance
+        shown is the balance that can be spent."""
         now = self.clock.now()
+        if self.policy.points.expiry_months:
+            async with self.db.transaction() as session:
+                await lock_customer(session, customer_id)
+                await self.settle_expiry(session, customer_id)
         async with self.db.session() as session:
             balance = await balance_of(session, customer_id)
-            spend = await spend_between(session, customer_id, now - TRAILING, now)
+            # A sale recorded this very second counts, as it does for the tier-up note.
+            spend = await spend_between(
+                session, customer_id, now - TRAILING, now + timedelta(seconds=1)
+            )
+            horizon = now + timedelta(days=self.policy.points.expiry_warning_days)
+            soon = [
+                (entry.expires_at, left)
+                for entry, left in await _unspent_credits(session, customer_id)
+                if left > 0 and entry.expires_at is not None and now < entry.expires_at <= horizon
+            ]
+            lines = await session.scalars(
+                select(PointsEntry)
+                .where(PointsEntry.customer_id == customer_id)
+                .order_by(PointsEntry.created_at.desc(), PointsEntry.id.desc())
+                .limit(recent)
+            )
+            history = tuple(LedgerLine(e.created_at, e.delta, e.reason, e.reference) for e in lines)
         tier = self.policy.tier_for_spend(spend)
         higher = [t for t in self.policy.tiers if t.min_spend > tier.min_spend]
         next_tier = higher[-1] if higher else None
         to_next = next_tier.min_spend - spend if next_tier else Decimal(0)
-        return PointsSummary(balance, spend, tier, next_tier, to_next)
+        return PointsSummary(
+            balance,
+            spend,
+            tier,
+            next_tier,
+            to_next,
+            expiring_soon=sum(left for _, left in soon),
+            next_expiry=min((at for at, _ in soon), default=None),
+            recent=history,
+        )
 
     async def credit_purchases(
         self, session: AsyncSession, customer_id: int, purchases: Sequence[Purchase]
@@ -316,12 +394,109 @@ class Loyalty:
                         reason=reason,
                         reference=purchase.reference,
                         purchase_id=purchase.id,
+                        expires_at=self.expiry_for(purchase.occurred_at) if delta > 0 else None,
                         created_at=self.clock.now(),
                     )
                 )
                 await session.flush()
                 net += delta
         return net
+
+    def expiry_for(self, earned_at: datetime) -> datetime | None:
+        """When points earned at `earned_at` expire under the policy; None = never."""
+        months = self.policy.points.expiry_months
+        return add_months(earned_at, months) if months else None
+
+    async def credit(
+        self,
+        session: AsyncSession,
+        customer_id: int,
+        points: int,
+        reason: str,
+        *,
+        reference: str | None = None,
+        actor_telegram_id: int | None = None,
+    ) -> PointsEntry:
+        """Points given outside a purchase (an apology, a gift), in the caller's transaction."""
+        if points <= 0:
+            raise ValueError("a credit must be positive")
+        now = self.clock.now()
+        entry = PointsEntry(
+            customer_id=customer_id,
+            delta=points,
+            reason=reason,
+            reference=reference,
+            actor_telegram_id=actor_telegram_id,
+            expires_at=self.expiry_for(now),
+            created_at=now,
+        )
+        session.add(entry)
+        await session.flush()
+        return entry
+
+    async def settle_expiry(self, session: AsyncSession, customer_id: int) -> int:
+        """Write off the points whose time has passed; how many. Spending uses the points
+        that expire first, so what is left of each credit is found by handing all debits
+        to the credits in order of expiry. Rerunning writes nothing more."""
+        if not self.policy.points.expiry_months:
+            return 0
+        now = self.clock.now()
+        expired = 0
+        for entry, left in await _unspent_credits(session, customer_id):
+            if entry.expires_at is not None and entry.expires_at <= now and left > 0:
+                session.add(
+                    PointsEntry(
+                        customer_id=customer_id,
+                        delta=-left,
+                        reason="expired",
+                        reference=f"expiry:{entry.id}",
+                        created_at=now,
+                    )
+                )
+                expired += left
+        if expired:
+            await session.flush()
+        return expired
+
+    async def expire_all(self) -> int:
+        """The nightly write-off for every customer holding expired points; how many points."""
+        if not self.policy.points.expiry_months:
+            return 0
+        async with self.db.session() as session:
+            due = list(
+                await session.scalars(
+                    select(PointsEntry.customer_id)
+                    .where(PointsEntry.delta > 0, PointsEntry.expires_at <= self.clock.now())
+                    .distinct()
+                )
+            )
+        total = 0
+        for customer_id in due:
+            async with self.db.transaction() as session:
+                await lock_customer(session, customer_id)
+                total += await self.settle_expiry(session, customer_id)
+        return total
+
+
+async def _unspent_credits(
+    session: AsyncSession, customer_id: int
+) -> list[tuple[PointsEntry, int]]:
+    """Each credit with what is left of it once every debit is paid from the credits that
+    expire first (those that never expire last)."""
+    entries = list(
+        await session.scalars(select(PointsEntry).where(PointsEntry.customer_id == customer_id))
+    )
+    debt = -sum(e.delta for e in entries if e.delta < 0)
+    credits = sorted(
+        (e for e in entries if e.delta > 0),
+        key=lambda e: (e.expires_at is None, e.expires_at or e.created_at, e.created_at, e.id),
+    )
+    left: list[tuple[PointsEntry, int]] = []
+    for entry in credits:
+        paid = min(debt, entry.delta)
+        debt -= paid
+        left.append((entry, entry.delta - paid))
+    return left
 
 
 def _refund_share(amount: Decimal, original: Purchase | None, earned: int) -> int:

@@ -1,13 +1,31 @@
-"""The outbox: proactive messages are enqueued here once, by key, and drained by the sender."""
+"""The outbox: proactive messages are enqueued here once, by key, and drained by the sender.
+
+Quiet hours are decided when a message is taken for sending, not when it is enqueued: a
+message marked `quiet` is simply not handed to a sender while the policy's quiet hours
+last in the business time zone. So a message enqueued just before quiet hours, or held up
+by a 429 pause or a backlog, still never arrives at night, and nothing needs rescheduling
+when the policy's hours change.
+
+Crash safety: a row moves PENDING → SENDING (claimed, with a claim token) → SENT. A sender
+re-checks its claim (`take`) immediately before calling Telegram and marks the row SENT
+immediately after Telegram answers, each in its own short transaction. A process killed
+at any point leaves its rows SENDING; they are claimed again after the claim timeout
+(the policy's `sending.claim_timeout_seconds`) and sent. What can go out twice is only a
+message whose request Telegram had accepted when the process died, before its row was
+marked (the Bot API has no idempotency key): the messages in flight at that instant, one
+per chat at most.
+"""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Table, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import Customer, OutboxMessage, OutboxStatus
 from models.database import Database
 from services.clock import Clock
+from services.policy import Policy, QuietHours
 
 # A row claimed by a sender that died is claimed again after this long.
 CLAIM_TIMEOUT = timedelta(minutes=2)
@@ -41,6 +60,10 @@ class Outgoing:
     reply_markup: dict[str, Any] | None = None
     marketing: bool = False
     not_before: datetime | None = None
+    # Proactive messages to customers wait out the quiet hours; staff alerts do not.
+    quiet: bool = False
+    # A PNG sent as a photo, `text` being its caption.
+    photo: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -54,12 +77,43 @@ class Claimed:
     attempts: int
     locale: str = "zh"
     blocked_reason: str | None = field(default=None)
+    kind: str = ""
+    photo: bytes | None = None
+    claim_token: str = ""
 
 
 class Outbox:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        quiet_hours: QuietHours | None = None,
+        zone: ZoneInfo | None = None,
+        claim_timeout: timedelta = CLAIM_TIMEOUT,
+    ) -> None:
         self.db = db
         self.clock = clock
+        self.quiet_hours = quiet_hours
+        self.zone = zone or ZoneInfo("UTC")
+        self.claim_timeout = claim_timeout
+
+    @classmethod
+    def for_policy(cls, db: Database, clock: Clock, policy: Policy, zone: ZoneInfo) -> Outbox:
+        """The outbox with the policy's quiet hours (in `zone`) and claim timeout."""
+        return cls(
+            db,
+            clock,
+            quiet_hours=policy.quiet_hours,
+            zone=zone,
+            claim_timeout=timedelta(seconds=policy.sending.claim_timeout_seconds),
+        )
+
+    def is_quiet(self, at: datetime) -> bool:
+        """Whether `at` falls in the business's quiet hours."""
+        if self.quiet_hours is None:
+            return False
+        return self.quiet_hours.contains(at.astimezone(self.zone).time())
 
     async def enqueue(
         self, messages: Iterable[Outgoing], *, session: AsyncSession | None = None
@@ -80,6 +134,8 @@ class Outbox:
                 "attempts": 0,
                 "not_before": m.not_before or now,
                 "created_at": now,
+                "quiet": m.quiet,
+                "photo": m.photo,
             }
             for m in messages
         ]
@@ -92,28 +148,45 @@ class Outbox:
 
     async def _insert(self, session: AsyncSession, rows: list[dict[str, Any]]) -> int:
         insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
-        inserted = 0
-        for start in range(0, len(rows), 500):
-            statement = (
-                insert(OutboxMessage)
-                .values(rows[start : start + 500])
-                .on_conflict_do_nothing(index_elements=["dedupe_key"])
-                .returning(OutboxMessage.id)
-            )
-            inserted += len((await session.scalars(statement)).all())
-        return inserted
+        table = cast(Table, OutboxMessage.__table__)
+        # One statement executed with many rows: compiled once, sent in batches.
+        statement = (
+            insert(table)
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(table.c.id)
+        )
+        return len((await session.execute(statement, rows)).all())
+
+    async def present(self, keys: Iterable[str]) -> set[str]:
+        """Which of these keys are enqueued already (whatever became of them)."""
+        wanted = list(dict.fromkeys(k[:160] for k in keys))
+        found: set[str] = set()
+        async with self.db.session() as session:
+            for start in range(0, len(wanted), 500):
+                found.update(
+                    await session.scalars(
+                        select(OutboxMessage.dedupe_key).where(
+                            OutboxMessage.dedupe_key.in_(wanted[start : start + 500])
+                        )
+                    )
+                )
+        return found
 
     async def claim(self, limit: int) -> list[Claimed]:
         """Take up to `limit` due messages for sending. On PostgreSQL several senders share
-        the outbox: SKIP LOCKED hands each row to one of them."""
+        the outbox: SKIP LOCKED hands each row to one of them. Rows left SENDING by a
+        sender that died are taken again after the claim timeout."""
         now = self.clock.now()
         due = or_(
             and_(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.not_before <= now),
             and_(
                 OutboxMessage.status == OutboxStatus.SENDING,
-                OutboxMessage.not_before <= now - CLAIM_TIMEOUT,
+                OutboxMessage.not_before <= now - self.claim_timeout,
             ),
         )
+        if self.is_quiet(now):
+            due = and_(due, OutboxMessage.quiet.is_(False))
+        token = secrets.token_hex(8)
         query = select(OutboxMessage).where(due).order_by(OutboxMessage.id).limit(limit)
         if self.db.dialect == "postgresql":
             query = query.with_for_update(skip_locked=True)
@@ -125,7 +198,7 @@ class Outbox:
             await session.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.id.in_(ids))
-                .values(status=OutboxStatus.SENDING, not_before=now)
+                .values(status=OutboxStatus.SENDING, not_before=now, claim_token=token)
             )
             people = {
                 c.id: c
@@ -149,9 +222,27 @@ class Outbox:
                     attempts=row.attempts,
                     locale=customer.locale if customer else "zh",
                     blocked_reason=_why_not(customer, row.marketing),
+                    kind=row.kind,
+                    photo=row.photo,
+                    claim_token=token,
                 )
             )
         return claimed
+
+    async def take(self, message: Claimed) -> bool:
+        """Confirm the claim just before sending, renewing it; False when the row was taken
+        over meanwhile (this sender stalled past the claim timeout) and must be left alone."""
+        async with self.db.transaction() as session:
+            result = await session.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == message.id,
+                    OutboxMessage.status == OutboxStatus.SENDING,
+                    OutboxMessage.claim_token == message.claim_token,
+                )
+                .values(not_before=self.clock.now())
+            )
+            return bool(getattr(result, "rowcount", 0))
 
     async def sent(self, message_id: int, telegram_message_id: int) -> None:
         await self._finish(

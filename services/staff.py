@@ -2,16 +2,50 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from sqlalchemy import select
 
 from models import Role, StaffMember
 from models.database import Database
+from services.audit import record_audit
+from services.clock import Clock, SystemClock
+
+# A former staff member keeps their row, so tickets they answered still name them.
+REMOVED = "removed"
+
+
+class StaffError(ValueError):
+    """A change to the staff list that the rules refuse; `reason` names which rule."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Member:
+    telegram_id: int
+    role: Role
+    name: str | None
+    # An owner named in ADMIN_IDS: changed only in the configuration, never from the chat.
+    configured: bool
+    since: datetime | None
+
+
+@dataclass(frozen=True)
+class Change:
+    telegram_id: int
+    before: Role | None
+    after: Role | None
 
 
 class Staff:
-    def __init__(self, db: Database, owner_ids: frozenset[int]) -> None:
+    def __init__(self, db: Database, owner_ids: frozenset[int], clock: Clock | None = None) -> None:
         self.db = db
         self.owner_ids = owner_ids
+        self.clock = clock or SystemClock()
 
     async def role_of(self, telegram_id: int) -> Role | None:
         if telegram_id in self.owner_ids:
@@ -20,4 +54,98 @@ class Staff:
             role = await session.scalar(
                 select(StaffMember.role).where(StaffMember.telegram_id == telegram_id)
             )
-        return Role(role) if role else None
+        return Role(role) if role and role != REMOVED else None
+
+    async def members(self) -> list[Member]:
+        """Everyone with a role, highest role first."""
+        async with self.db.session() as session:
+            rows = list(
+                await session.scalars(select(StaffMember).where(StaffMember.role != REMOVED))
+            )
+        listed = [
+            Member(row.telegram_id, Role(row.role), row.name, False, row.created_at)
+            for row in rows
+            if row.telegram_id not in self.owner_ids
+        ]
+        configured = [Member(i, Role.OWNER, None, True, None) for i in sorted(self.owner_ids)]
+        return sorted(
+            configured + listed, key=lambda m: (-m.role.rank, not m.configured, m.telegram_id)
+        )
+
+    async def set_role(
+        self, actor: int, telegram_id: int, role: Role, name: str | None = None
+    ) -> Change:
+        """Give someone a role (or change theirs). Owners and admins may; only an owner
+        may make or touch an owner; nobody changes their own role or a configured owner."""
+        actor_role = await self.role_of(actor)
+        self._check(actor, actor_role, telegram_id)
+        if role is Role.OWNER and actor_role is not Role.OWNER:
+            raise StaffError("owner_only")
+        async with self.db.transaction() as session:
+            row = await session.scalar(
+                select(StaffMember).where(StaffMember.telegram_id == telegram_id).with_for_update()
+            )
+            before = Role(row.role) if row is not None and row.role != REMOVED else None
+            if before is Role.OWNER and actor_role is not Role.OWNER:
+                raise StaffError("owner_only")
+            if before is role:
+                return Change(telegram_id, before, role)
+            if row is None:
+                adder = await session.scalar(
+                    select(StaffMember.id).where(StaffMember.telegram_id == actor)
+                )
+                row = StaffMember(
+                    telegram_id=telegram_id,
+                    name=name[:128] if name else None,
+                    role=role.value,
+                    added_by=adder,
+                    created_at=self.clock.now(),
+                )
+                session.add(row)
+            else:
+                row.role = role.value
+                if name:
+                    row.name = name[:128]
+            record_audit(
+                session,
+                at=self.clock.now(),
+                actor=actor,
+                action="staff.role",
+                target_type="staff",
+                target_id=telegram_id,
+                before={"role": before} if before else None,
+                after={"role": role},
+            )
+        return Change(telegram_id, before, role)
+
+    async def remove(self, actor: int, telegram_id: int) -> Change:
+        actor_role = await self.role_of(actor)
+        self._check(actor, actor_role, telegram_id)
+        async with self.db.transaction() as session:
+            row = await session.scalar(
+                select(StaffMember).where(StaffMember.telegram_id == telegram_id).with_for_update()
+            )
+            if row is None or row.role == REMOVED:
+                raise StaffError("not_staff")
+            before = Role(row.role)
+            if before is Role.OWNER and actor_role is not Role.OWNER:
+                raise StaffError("owner_only")
+            row.role = REMOVED
+            record_audit(
+                session,
+                at=self.clock.now(),
+                actor=actor,
+                action="staff.remove",
+                target_type="staff",
+                target_id=telegram_id,
+                before={"role": before, "name": row.name},
+            )
+        return Change(telegram_id, before, None)
+
+    def _check(self, actor: int, actor_role: Role | None, telegram_id: int) -> None:
+        if actor_role is None or not actor_role.at_least(Role.ADMIN):
+            raise StaffError("not_allowed")
+        if telegram_id == actor:
+            raise StaffError("self")
+        if telegram_id in self.owner_ids:
+            raise StaffError("configured_owner")

@@ -1,0 +1,135 @@
+"""Birthday greetings (生日祝福): everyone whose birthday it is, at the policy's local hour,
+once a year, with their tier's gift granted in the same transaction as the greeting."""
+
+from __future__ import annotations
+
+import calendar
+from datetime import date, datetime, time
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, extract, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Customer
+from models.database import Database
+from services.clock import Clock
+from services.loyalty import TRAILING
+from services.outbox import Outbox, Outgoing, Render
+from services.outreach import BATCH, Gifts, enqueue_once, may_write, spend_of
+from services.policy import Policy, Tier
+
+
+def celebrated_on(day: date) -> list[tuple[int, int]]:
+    """The (month, day) birthdays celebrated on `day`: 29 February is kept on 28 February
+    in common years."""
+    days = [(day.month, day.day)]
+    if (day.month, day.day) == (2, 28) and not calendar.isleap(day.year):
+        days.append((2, 29))
+    return days
+
+
+def birthday_key(customer_id: int, year: int) -> str:
+    return f"birthday:{customer_id}:{year}"
+
+
+class Birthdays:
+    def __init__(
+        self,
+        db: Database,
+        policy: Policy,
+        clock: Clock,
+        zone: ZoneInfo,
+        outbox: Outbox,
+        render: Render,
+        gifts: Gifts,
+    ) -> None:
+        self.db = db
+        self.policy = policy
+        self.clock = clock
+        self.zone = zone
+        self.outbox = outbox
+        self.render = render
+        self.gifts = gifts
+
+    async def due(self, day: date) -> list[Customer]:
+        """Customers celebrating on `day` whom a greeting may reach, greeted or not."""
+        celebrated = or_(
+            *(
+                and_(
+                    extract("month", Customer.birthday) == m, extract("day", Customer.birthday) == d
+                )
+                for m, d in celebrated_on(day)
+            )
+        )
+        found: list[Customer] = []
+        last_id = 0
+        async with self.db.session() as session:
+            while True:
+                batch = list(
+                    await session.scalars(
+                        select(Customer)
+                        .where(*may_write(marketing=True), Customer.birthday.is_not(None))
+                        .where(celebrated, Customer.id > last_id)
+                        .order_by(Customer.id)
+                        .limit(BATCH)
+                    )
+                )
+                if not batch:
+                    return found
+                found.extend(batch)
+                last_id = batch[-1].id
+
+    async def send(self) -> int:
+        """Greet today's birthdays not greeted yet this year; how many were enqueued. Run
+        before the greeting hour, the greetings wait for it."""
+        now = self.clock.now()
+        today = now.astimezone(self.zone).date()
+        at = self.policy.schedule.when("birthdays")
+        greet_at = datetime.combine(today, time(at.hour, at.minute), self.zone)
+        not_before = max(now, greet_at)
+        due = await self.due(today)
+        done = await self.outbox.present(birthday_key(c.id, today.year) for c in due)
+        fresh = [c for c in due if birthday_key(c.id, today.year) not in done]
+        async with self.db.session() as session:
+            spend = await spend_of(session, [c.id for c in fresh], now - TRAILING, now)
+        enqueued = 0
+        for customer in fresh:
+            tier = self.policy.tier_for_spend(spend.get(customer.id, Decimal(0)))
+            enqueued += await self._greet(customer, tier, today.year, not_before)
+        return enqueued
+
+    async def _greet(self, customer: Customer, tier: Tier, year: int, at: datetime) -> bool:
+        key = birthday_key(customer.id, year)
+        gift = self.policy.birthdays.gifts.get(tier.key)
+        locale = customer.locale
+
+        async def greet(session: AsyncSession) -> int:
+            granted = await self.gifts.grant(
+                session, customer, gift, reason="birthday", reference=key
+            )
+            text = self.render.render(
+                "birthday",
+                locale,
+                name=customer.name or "",
+                shop=self.policy.shop.name(locale),
+                tier=tier.name(locale),
+                gift=granted,
+            )
+            return await self.outbox.enqueue(
+                [
+                    Outgoing(
+                        key=key,
+                        chat_id=int(customer.chat_id or 0),
+                        text=text,
+                        kind="birthday",
+                        customer_id=customer.id,
+                        marketing=True,
+                        not_before=at,
+                        quiet=True,
+                    )
+                ],
+                session=session,
+            )
+
+        return await enqueue_once(self.db, greet)

@@ -1,0 +1,123 @@
+"""The weekly KPI digest (绩效评估) for the staff group: the reports service's KPIs and
+charts for the past seven days, win-back results and the latest classification, once per
+ISO week (`digest:<year>-W<week>`)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+from models.database import Database
+from services import charts
+from services.clock import Clock
+from services.jobruns import JobRuns
+from services.outbox import Outbox, Outgoing, Render
+from services.policy import Policy
+from services.reports import Pareto, Period, Reports, SegmentMap, Trend
+from services.winback import Winback
+
+KIND = "digest"
+CHARTS = ("segments", "pareto", "satisfaction", "response_times")
+WEEK = timedelta(days=7)
+
+
+class Digest:
+    def __init__(
+        self,
+        db: Database,
+        policy: Policy,
+        clock: Clock,
+        zone: ZoneInfo,
+        outbox: Outbox,
+        render: Render,
+        reports: Reports,
+        winback: Winback,
+        runs: JobRuns,
+        chat_id: int | None,
+        locale: str,
+    ) -> None:
+        self.db = db
+        self.policy = policy
+        self.clock = clock
+        self.zone = zone
+        self.outbox = outbox
+        self.render = render
+        self.reports = reports
+        self.winback = winback
+        self.runs = runs
+        self.chat_id = chat_id
+        self.locale = locale
+
+    def week(self) -> str:
+        year, week, _ = self.clock.now().astimezone(self.zone).isocalendar()
+        return f"{year}-W{week:02d}"
+
+    async def send(self) -> int:
+        """This week's digest, text and charts, unless it went already; how many messages."""
+        if self.chat_id is None:
+            return 0
+        week = self.week()
+        key = f"{KIND}:{week}"
+        if await self.outbox.present([key]):
+            return 0
+        now = self.clock.now()
+        period = Period(now - WEEK, now)
+        kpis = await self.reports.kpis(period)
+        segments = await self.reports.segment_map()
+        pareto = await self.reports.pareto(period)
+        trend = await self.reports.satisfaction_trend(period)
+        waits = await self.reports.response_times(period)
+        attribution = timedelta(days=self.policy.winback.attribution_days)
+        winback = await self.winback.results(now - attribution, now)
+        classification = await self.runs.latest("segmentation")
+        locale = self.locale
+        text = self.render.render(
+            "staff_digest",
+            locale,
+            week=week,
+            k=kpis,
+            winback=winback,
+            classification=classification.details if classification else None,
+            classified_at=classification.ran_for if classification else None,
+            label=lambda name: self.render.label(name, locale),
+        )
+        chart_locale = locale if charts.can_draw(locale) else "en"
+        # matplotlib takes a moment per chart: drawn in a thread, the bot goes on meanwhile.
+        images = await asyncio.to_thread(
+            self._draw, segments, pareto, trend, waits, kpis.sla_minutes, chart_locale
+        )
+        messages = [Outgoing(key=key, chat_id=self.chat_id, text=text, kind=KIND)]
+        for name, png in zip(CHARTS, images, strict=True):
+            caption = self.render.render(
+                "staff_chart_caption", locale, chart=name, k=kpis, pareto=pareto
+            )
+            messages.append(
+                Outgoing(
+                    key=f"{key}:{name}",
+                    chat_id=self.chat_id,
+                    text=caption,
+                    kind=KIND,
+                    photo=png,
+                )
+            )
+        return await self.outbox.enqueue(messages)
+
+    def _draw(
+        self,
+        segments: SegmentMap,
+        pareto: Pareto,
+        trend: Trend,
+        waits: list[float],
+        sla: int,
+        locale: str,
+    ) -> list[bytes]:
+        def label(key: str) -> str:
+            return self.render.label(key, locale)
+
+        return [
+            charts.segment_map(segments, label),
+            charts.pareto(pareto, label),
+            charts.satisfaction(trend, label),
+            charts.response_times(waits, sla, label),
+        ]

@@ -1,0 +1,1 @@
+"""Tests of the sandbox browser page: its HTTP control API, its event stream, demo data."""
