@@ -16,7 +16,7 @@ from models.database import Database
 from services.clock import Clock
 from services.loyalty import TRAILING
 from services.outbox import Outbox, Outgoing, Render
-from services.outreach import BATCH, Gifts, enqueue_once, may_write, spend_of
+from services.outreach import BATCH, Gifts, enqueue_each, may_write, spend_of
 from services.policy import Policy, Tier
 
 
@@ -93,20 +93,19 @@ class Birthdays:
         fresh = [c for c in due if birthday_key(c.id, today.year) not in done]
         async with self.db.session() as session:
             spend = await spend_of(session, [c.id for c in fresh], now - TRAILING, now)
-        enqueued = 0
-        for customer in fresh:
-            tier = self.policy.tier_for_spend(spend.get(customer.id, Decimal(0)))
-            enqueued += await self._greet(customer, tier, today.year, not_before)
-        return enqueued
+        due_gifts = [(c, self.policy.tier_for_spend(spend.get(c.id, Decimal(0)))) for c in fresh]
+        year = today.year
 
-    async def _greet(self, customer: Customer, tier: Tier, year: int, at: datetime) -> bool:
-        key = birthday_key(customer.id, year)
-        gift = self.policy.birthdays.gifts.get(tier.key)
-        locale = customer.locale
-
-        async def greet(session: AsyncSession) -> int:
+        async def greet(session: AsyncSession, item: tuple[Customer, Tier]) -> int:
+            customer, tier = item
+            key = birthday_key(customer.id, year)
+            locale = customer.locale
             granted = await self.gifts.grant(
-                session, customer, gift, reason="birthday", reference=key
+                session,
+                customer,
+                self.policy.birthdays.gifts.get(tier.key),
+                reason="birthday",
+                reference=key,
             )
             text = self.render.render(
                 "birthday",
@@ -125,11 +124,11 @@ class Birthdays:
                         kind="birthday",
                         customer_id=customer.id,
                         marketing=True,
-                        not_before=at,
+                        not_before=not_before,
                         quiet=True,
                     )
                 ],
                 session=session,
             )
 
-        return await enqueue_once(self.db, greet)
+        return await enqueue_each(self.db, greet, due_gifts)

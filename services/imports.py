@@ -60,11 +60,48 @@ _FALSE = {"false", "0", "no", "n", "否", "f"}
 Progress = Callable[[int], None]
 
 
+# Why a row is refused, as the command line and the API say it; in Telegram the
+# staff_import_reason template says it by the same keys, in the staff member's language.
+REASONS = {
+    "required": "is required",
+    "too_long": "is longer than {limit} characters",
+    "currency": "the shop keeps accounts in {currency}",
+    "refund_needs_sale": "a negative amount is a refund: name the sale",
+    "refund_not_negative": "only a negative amount can refund a sale",
+    "one_buyer": "give only one of phone, customer_id, telegram_id",
+    "no_buyer": "give one of phone, customer_id, telegram_id",
+    "buyer_column": "needs a phone, customer_id or telegram_id column",
+    "phone": "is not a valid phone number",
+    "moment": "is not a date and time like 2026-04-30T15:20:00",
+    "future": "is in the future",
+    "no_customer": "no customer {id}",
+    "no_telegram_customer": "no customer with this Telegram id",
+    "sale": "{detail}",
+    "date": "is not a date like 1990-05-31",
+    "birthday": "is not a plausible birthday",
+    "locale": "must be one of {locales}",
+    "boolean": "must be true or false",
+    "number": "is not a number like 199.00",
+    "nonzero": "must be a non-zero amount",
+    "decimals": "has more than two decimals",
+    "whole": "is not a whole number",
+    "empty": "the file is empty; the first line must name the columns",
+    "unknown_column": "unknown column; the columns are {columns}",
+    "column_required": "this column is required",
+    "column_twice": "the column appears twice",
+    "fields": "has {found} fields, the header has {expected}",
+    "encoding": "the file is not UTF-8 text; save it as CSV UTF-8",
+    "csv": "not valid CSV: {detail}",
+}
+
+
 @dataclass(frozen=True)
 class RowError:
     line: int
     column: str
     reason: str
+    code: str = field(default="", compare=False)
+    params: dict[str, object] = field(default_factory=dict, compare=False)
 
 
 @dataclass
@@ -79,10 +116,11 @@ class ImportReport:
     errors: list[RowError] = field(default_factory=list)
     applied: bool = False
 
-    def reject(self, line: int, column: str, reason: str) -> None:
+    def reject(self, line: int, column: str, code: str, **params: object) -> None:
         self.error_count += 1
         if len(self.errors) < MAX_REPORTED:
-            self.errors.append(RowError(line, column, reason))
+            reason = REASONS[code].format(**params)
+            self.errors.append(RowError(line, column, reason, code, params))
 
 
 class _Rejected(Exception):
@@ -161,7 +199,7 @@ class Importer:
         if not rows.header(PURCHASE_COLUMNS, required=("reference", "amount")):
             return report
         if not any(c in rows.columns for c in BUYER_COLUMNS):
-            report.reject(1, "", "needs a phone, customer_id or telegram_id column")
+            report.reject(1, "", "buyer_column")
             return report
         try:
             async with self.db.transaction() as session:
@@ -199,33 +237,33 @@ class Importer:
         errors = report.error_count
         reference = values.get("reference", "")
         if not reference:
-            report.reject(line, "reference", "is required")
+            report.reject(line, "reference", "required")
         elif len(reference) > 128:
-            report.reject(line, "reference", "is longer than 128 characters")
+            report.reject(line, "reference", "too_long", limit=128)
         amount = _amount(values.get("amount", ""), line, report)
         currency = (values.get("currency") or self.policy.currency).upper()
         if currency != self.policy.currency:
-            report.reject(line, "currency", f"the shop keeps accounts in {self.policy.currency}")
+            report.reject(line, "currency", "currency", currency=self.policy.currency)
         occurred = self._moment(values.get("occurred_at", ""), line, report)
         store = values.get("store") or None
         if store is not None and len(store) > 64:
-            report.reject(line, "store", "is longer than 64 characters")
+            report.reject(line, "store", "too_long", limit=64)
         refund_of = values.get("refund_of") or None
         if amount is not None and amount < 0 and refund_of is None:
-            report.reject(line, "refund_of", "a negative amount is a refund: name the sale")
+            report.reject(line, "refund_of", "refund_needs_sale")
         if amount is not None and amount > 0 and refund_of is not None:
-            report.reject(line, "refund_of", "only a negative amount can refund a sale")
+            report.reject(line, "refund_of", "refund_not_negative")
         given = [c for c in BUYER_COLUMNS if values.get(c)]
         if len(given) > 1:
-            report.reject(line, given[1], "give only one of phone, customer_id, telegram_id")
+            report.reject(line, given[1], "one_buyer")
         elif not given and (amount is None or amount > 0):
-            report.reject(line, "phone", "give one of phone, customer_id, telegram_id")
+            report.reject(line, "phone", "no_buyer")
         phone = None
         if values.get("phone"):
             try:
                 phone = self._phone(values["phone"])
             except InvalidPhone:
-                report.reject(line, "phone", "is not a valid phone number")
+                report.reject(line, "phone", "phone")
         customer_id = _integer(values.get("customer_id", ""), "customer_id", line, report)
         telegram_id = _integer(values.get("telegram_id", ""), "telegram_id", line, report)
         if report.error_count > errors or amount is None or occurred is None:
@@ -254,12 +292,12 @@ class Importer:
             else:
                 moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            report.reject(line, "occurred_at", "is not a date and time like 2026-04-30T15:20:00")
+            report.reject(line, "occurred_at", "moment")
             return None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=self.zone)
         if moment > now + timedelta(days=1):
-            report.reject(line, "occurred_at", "is in the future")
+            report.reject(line, "occurred_at", "future")
             return None
         return moment
 
@@ -319,10 +357,10 @@ class Importer:
             owners.by_phone = {p: i for p, i in by_phone if p is not None}
         for sale in sales:
             if sale.customer_id is not None and sale.customer_id not in owners.by_id:
-                report.reject(sale.line, "customer_id", f"no customer {sale.customer_id}")
+                report.reject(sale.line, "customer_id", "no_customer", id=sale.customer_id)
                 owners.failed.add(sale.line)
             if sale.telegram_id is not None and sale.telegram_id not in owners.by_telegram:
-                report.reject(sale.line, "telegram_id", "no customer with this Telegram id")
+                report.reject(sale.line, "telegram_id", "no_telegram_customer")
                 owners.failed.add(sale.line)
         return owners
 
@@ -463,7 +501,7 @@ class Importer:
                 ),
             )
         except SaleError as error:
-            report.reject(sale.line, error.field, error.reason)
+            report.reject(sale.line, error.field, "sale", detail=error.reason)
             return
         report.created += 1
         report.points += result.points_awarded
@@ -522,30 +560,30 @@ class Importer:
         errors = report.error_count
         phone = ""
         if not values.get("phone"):
-            report.reject(line, "phone", "is required")
+            report.reject(line, "phone", "required")
         else:
             try:
                 phone = self._phone(values["phone"])
             except InvalidPhone:
-                report.reject(line, "phone", "is not a valid phone number")
+                report.reject(line, "phone", "phone")
         name = values.get("name") or None
         if name is not None and len(name) > 128:
-            report.reject(line, "name", "is longer than 128 characters")
+            report.reject(line, "name", "too_long", limit=128)
         birthday = None
         if values.get("birthday"):
             try:
                 birthday = date.fromisoformat(values["birthday"])
             except ValueError:
-                report.reject(line, "birthday", "is not a date like 1990-05-31")
+                report.reject(line, "birthday", "date")
             else:
                 if not date(1900, 1, 1) <= birthday <= self.clock.now().date():
-                    report.reject(line, "birthday", "is not a plausible birthday")
+                    report.reject(line, "birthday", "birthday")
         locale = (values.get("locale") or "").lower() or None
         if locale is not None and locale not in LOCALES:
-            report.reject(line, "locale", f"must be one of {', '.join(LOCALES)}")
+            report.reject(line, "locale", "locale", locales=", ".join(LOCALES))
         region = values.get("region") or None
         if region is not None and len(region) > 64:
-            report.reject(line, "region", "is longer than 64 characters")
+            report.reject(line, "region", "too_long", limit=64)
         marketing = None
         flag = (values.get("marketing_opt_in") or "").lower()
         if flag in _TRUE:
@@ -553,7 +591,7 @@ class Importer:
         elif flag in _FALSE:
             marketing = False
         elif flag:
-            report.reject(line, "marketing_opt_in", "must be true or false")
+            report.reject(line, "marketing_opt_in", "boolean")
         if report.error_count > errors:
             return None
         return _Person(line, phone, name, birthday, locale, region, marketing)
@@ -663,18 +701,18 @@ def _update(customer: Customer, person: _Person) -> bool:
 
 def _amount(text: str, line: int, report: ImportReport) -> Decimal | None:
     if not text:
-        report.reject(line, "amount", "is required")
+        report.reject(line, "amount", "required")
         return None
     try:
         amount = Decimal(text)
     except InvalidOperation:
-        report.reject(line, "amount", "is not a number like 199.00")
+        report.reject(line, "amount", "number")
         return None
     if not amount.is_finite() or amount == 0 or abs(amount) >= MAX_AMOUNT:
-        report.reject(line, "amount", "must be a non-zero amount")
+        report.reject(line, "amount", "nonzero")
         return None
     if amount != amount.quantize(Decimal("0.01")):
-        report.reject(line, "amount", "has more than two decimals")
+        report.reject(line, "amount", "decimals")
         return None
     return amount
 
@@ -683,7 +721,7 @@ def _integer(text: str, column: str, line: int, report: ImportReport) -> int | N
     if not text:
         return None
     if not text.isdigit() or len(text) > 18:
-        report.reject(line, column, "is not a whole number")
+        report.reject(line, column, "whole")
         return None
     return int(text)
 
@@ -700,23 +738,21 @@ class _Rows:
         try:
             first = next(self.reader, None)
         except (csv.Error, UnicodeDecodeError) as error:
-            self.report.reject(1, "", _unreadable(error))
+            _unreadable(self.report, 1, error)
             return False
         if not first:
-            self.report.reject(1, "", "the file is empty; the first line must name the columns")
+            self.report.reject(1, "", "empty")
             return False
         self.columns = [c.strip().lstrip("\ufeff").lower() for c in first]
         for column in self.columns:
             if column not in allowed:
-                self.report.reject(
-                    1, column, f"unknown column; the columns are {', '.join(allowed)}"
-                )
+                self.report.reject(1, column, "unknown_column", columns=", ".join(allowed))
         for column in required:
             if column not in self.columns:
-                self.report.reject(1, column, "this column is required")
+                self.report.reject(1, column, "column_required")
         duplicates = {c for c in self.columns if self.columns.count(c) > 1}
         for column in sorted(duplicates):
-            self.report.reject(1, column, "the column appears twice")
+            self.report.reject(1, column, "column_twice")
         return self.report.error_count == 0
 
     def batches(self, size: int) -> Iterator[list[tuple[int, dict[str, str]]]]:
@@ -727,7 +763,7 @@ class _Rows:
             try:
                 values = next(self.reader, None)
             except (csv.Error, UnicodeDecodeError) as error:
-                self.report.reject(start, "", _unreadable(error))
+                _unreadable(self.report, start, error)
                 break
             if values is None:
                 break
@@ -735,7 +771,7 @@ class _Rows:
                 continue
             self.report.rows += 1
             if len(values) != width:
-                self.report.reject(start, "", f"has {len(values)} fields, the header has {width}")
+                self.report.reject(start, "", "fields", found=len(values), expected=width)
                 continue
             batch.append((start, {c: v.strip() for c, v in zip(self.columns, values, strict=True)}))
             if len(batch) >= size:
@@ -745,7 +781,8 @@ class _Rows:
             yield batch
 
 
-def _unreadable(error: Exception) -> str:
+def _unreadable(report: ImportReport, line: int, error: Exception) -> None:
     if isinstance(error, UnicodeDecodeError):
-        return "the file is not UTF-8 text; save it as CSV UTF-8"
-    return f"not valid CSV: {error}"
+        report.reject(line, "", "encoding")
+    else:
+        report.reject(line, "", "csv", detail=str(error))

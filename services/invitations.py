@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, exists, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import ColumnElement, select
 
 from models import (
     Customer,
@@ -90,7 +89,11 @@ class Invitations:
             return 0
         rules = self.policy.survey_invitations
         latest = self.clock.now() - timedelta(days=rules.delay_days)
-        refund = aliased(Purchase)
+        earliest = latest - timedelta(days=rules.window_days)
+        # A refund comes after its sale: only refunds since the window began can touch it.
+        refunded = select(Purchase.refund_of_id).where(
+            Purchase.refund_of_id.is_not(None), Purchase.occurred_at > earliest
+        )
         async with self.db.session() as session:
             rows = (
                 await session.execute(
@@ -100,8 +103,8 @@ class Invitations:
                         *may_write(marketing=False),
                         Purchase.amount > 0,
                         Purchase.occurred_at <= latest,
-                        Purchase.occurred_at > latest - timedelta(days=rules.window_days),
-                        ~exists().where(refund.refund_of_id == Purchase.id),
+                        Purchase.occurred_at > earliest,
+                        Purchase.id.not_in(refunded),
                         self._not_surveyed_lately(),
                     )
                     .order_by(Purchase.occurred_at.desc(), Purchase.id.desc())
@@ -110,10 +113,9 @@ class Invitations:
         newest: dict[int, tuple[int, Customer]] = {}
         for purchase_id, customer in rows:
             newest.setdefault(customer.id, (purchase_id, customer))
-        enqueued = 0
-        for purchase_id, customer in newest.values():
-            enqueued += await self._invite(customer, spec, f"purchase:{purchase_id}")
-        return enqueued
+        return await self._invite_all(
+            spec, [(customer, f"purchase:{pid}") for pid, customer in newest.values()]
+        )
 
     def _closed_window(self) -> tuple[datetime, datetime]:
         rules = self.policy.survey_invitations
@@ -144,30 +146,31 @@ class Invitations:
         newest: dict[int, tuple[int, Customer]] = {}
         for ticket_id, customer in rows:
             newest.setdefault(customer.id, (ticket_id, customer))
-        enqueued = 0
-        for ticket_id, customer in newest.values():
-            enqueued += await self._invite(customer, spec, f"ticket:{ticket_id}")
-        return enqueued
-
-    async def _invite(self, customer: Customer, spec: SurveySpec, subject: str) -> int:
-        response_id = await self.surveys.invite(customer.id, spec.key, subject)
-        if response_id is None:
-            # Invited before (a run stopped between the invitation and its message), or
-            # the survey is closed; only an unanswered invitation is worth its message.
-            response_id = await self._unanswered(customer.id, spec.key, subject)
-            if response_id is None:
-                return 0
-        locale = customer.locale
-        text = self.render.render(
-            "survey_invitation",
-            locale,
-            name=customer.name or "",
-            shop=self.policy.shop.name(locale),
-            title=spec.title(locale),
-            questions=len(spec.questions),
+        return await self._invite_all(
+            spec, [(customer, f"ticket:{tid}") for tid, customer in newest.values()]
         )
-        return await self.outbox.enqueue(
-            [
+
+    async def _invite_all(self, spec: SurveySpec, due: list[tuple[Customer, str]]) -> int:
+        """Invite each customer to answer about `subject`, then enqueue the invitations."""
+        messages = []
+        for customer, subject in due:
+            response_id = await self.surveys.invite(customer.id, spec.key, subject)
+            if response_id is None:
+                # Invited before (a run stopped between the invitation and its message),
+                # or the survey is closed: only an unanswered invitation gets its message.
+                response_id = await self._unanswered(customer.id, spec.key, subject)
+                if response_id is None:
+                    continue
+            locale = customer.locale
+            text = self.render.render(
+                "survey_invitation",
+                locale,
+                name=customer.name or "",
+                shop=self.policy.shop.name(locale),
+                title=spec.title(locale),
+                questions=len(spec.questions),
+            )
+            messages.append(
                 Outgoing(
                     key=survey_key(subject),
                     chat_id=int(customer.chat_id or 0),
@@ -177,8 +180,8 @@ class Invitations:
                     reply_markup=self.buttons.survey(response_id, locale),
                     quiet=True,
                 )
-            ]
-        )
+            )
+        return await self.outbox.enqueue(messages)
 
     async def _unanswered(self, customer_id: int, survey: str, instance: str) -> int | None:
         async with self.db.session() as session:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import IntegrityError
@@ -31,6 +31,7 @@ from services.policy import Gift, Policy, Reward
 from services.rewards import OutOfStock, Rewards
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Rows per query when jobs walk through every customer.
 BATCH = 1000
@@ -201,16 +202,21 @@ class Gifts:
 
 
 class _AlreadyDone(Exception):
-    """The message was enqueued before: undo what this attempt granted."""
+    """A message was enqueued before: undo what this attempt granted."""
 
 
-async def enqueue_once(db: Database, work: Callable[[AsyncSession], Awaitable[int]]) -> bool:
-    """Run `work` (grant, render, enqueue) in one transaction and keep it only when its
-    message was new; a rerun, or another instance a moment earlier, leaves nothing behind.
-    `work` returns how many messages the outbox took."""
+Work = Callable[[AsyncSession, T], Awaitable[int]]
+# Items granted and enqueued per transaction.
+GIFT_BATCH = 200
+
+
+async def enqueue_once(db: Database, work: Work[T], item: T) -> bool:
+    """Run `work` (grant, render, enqueue) for `item` in one transaction and keep it only
+    when its message was new: a rerun, or another instance a moment earlier, leaves
+    nothing behind. `work` returns how many messages the outbox took."""
     try:
         async with db.transaction() as session:
-            if not await work(session):
+            if not await work(session, item):
                 raise _AlreadyDone
     except _AlreadyDone:
         return False
@@ -219,3 +225,22 @@ async def enqueue_once(db: Database, work: Callable[[AsyncSession], Awaitable[in
         log.info("already granted by another run: %s", error.orig)
         return False
     return True
+
+
+async def enqueue_each(db: Database, work: Work[T], items: Sequence[T]) -> int:
+    """`enqueue_once` for every item, GIFT_BATCH of them per transaction; how many were
+    new. A batch in which another run got first to an item is rolled back whole and done
+    again item by item."""
+    enqueued = 0
+    for start in range(0, len(items), GIFT_BATCH):
+        batch = items[start : start + GIFT_BATCH]
+        try:
+            async with db.transaction() as session:
+                for item in batch:
+                    if not await work(session, item):
+                        raise _AlreadyDone
+            enqueued += len(batch)
+        except (_AlreadyDone, IntegrityError):
+            for item in batch:
+                enqueued += await enqueue_once(db, work, item)
+    return enqueued

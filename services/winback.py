@@ -23,7 +23,7 @@ from models import Customer, OutboxMessage, OutboxStatus, Purchase, SegmentSnaps
 from models.database import Database
 from services.clock import Clock
 from services.outbox import Outbox, Outgoing, Render
-from services.outreach import BATCH, Gifts, enqueue_once, may_write
+from services.outreach import Gifts, enqueue_each, may_write
 from services.policy import Policy
 
 KIND = "winback"
@@ -128,61 +128,52 @@ class Winback:
             )
             .order_by(Customer.id)
         )
-        found: list[Candidate] = []
-        last_id = 0
+        # One pass: the aggregates behind it are computed once, not once per page.
         async with self.db.session() as session:
-            while True:
-                rows = (
-                    await session.execute(query.where(Customer.id > last_id).limit(BATCH))
-                ).all()
-                if not rows:
-                    return found
-                for customer, segment, churn, made in rows:
-                    found.append(Candidate(customer, segment, churn, int(made) + 1))
-                last_id = rows[-1][0].id
+            rows = (await session.execute(query)).all()
+        return [
+            Candidate(customer, segment, churn, int(made) + 1)
+            for customer, segment, churn, made in rows
+        ]
 
     async def send(self) -> int:
         """An offer, with its incentive, to each customer due one; how many."""
-        enqueued = 0
-        for candidate in await self.due():
-            enqueued += await self._offer(candidate)
-        return enqueued
+        return await enqueue_each(self.db, self._offer, await self.due())
 
-    async def _offer(self, candidate: Candidate) -> bool:
+    async def _offer(self, session: AsyncSession, candidate: Candidate) -> int:
         rules = self.policy.winback
         customer, locale = candidate.customer, candidate.customer.locale
         listed = candidate.segment in rules.segments
-        gift = rules.incentives.get(candidate.segment if listed else "default")
-
-        async def offer(session: AsyncSession) -> int:
-            granted = await self.gifts.grant(
-                session, customer, gift, reason=KIND, reference=candidate.key
-            )
-            text = self.render.render(
-                "winback",
-                locale,
-                name=customer.name or "",
-                shop=self.policy.shop.name(locale),
-                segment=candidate.segment,
-                attempt=candidate.attempt,
-                gift=granted,
-            )
-            return await self.outbox.enqueue(
-                [
-                    Outgoing(
-                        key=candidate.key,
-                        chat_id=int(customer.chat_id or 0),
-                        text=text,
-                        kind=KIND,
-                        customer_id=customer.id,
-                        marketing=True,
-                        quiet=True,
-                    )
-                ],
-                session=session,
-            )
-
-        return await enqueue_once(self.db, offer)
+        granted = await self.gifts.grant(
+            session,
+            customer,
+            rules.incentives.get(candidate.segment if listed else "default"),
+            reason=KIND,
+            reference=candidate.key,
+        )
+        text = self.render.render(
+            "winback",
+            locale,
+            name=customer.name or "",
+            shop=self.policy.shop.name(locale),
+            segment=candidate.segment,
+            attempt=candidate.attempt,
+            gift=granted,
+        )
+        return await self.outbox.enqueue(
+            [
+                Outgoing(
+                    key=candidate.key,
+                    chat_id=int(customer.chat_id or 0),
+                    text=text,
+                    kind=KIND,
+                    customer_id=customer.id,
+                    marketing=True,
+                    quiet=True,
+                )
+            ],
+            session=session,
+        )
 
     async def results(self, start: datetime, end: datetime) -> WinbackResults:
         """Offers enqueued in [start, end): how many were delivered, and how many of those

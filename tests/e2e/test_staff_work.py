@@ -237,3 +237,19 @@ async def test_inbox_lists_tickets_oldest_first_and_answers_from_buttons(
         (OWNER_ID, "ticket.take", str(old.id)),
         (OWNER_ID, "ticket.close", str(old.id)),
     ]
+
+
+async def test_staff_who_read_chinese_get_chinese(
+    telegram: Emulator, carebot: Carebot, staff_chat: Chat
+) -> None:
+    wang = telegram.staff_member(OWNER_ID, "王", staff_chat, language_code="zh-hans")
+    await linked_customer(telegram, 1831, "Gao", "+8613800138031")
+    card = await ask(wang, staff_chat, "/find 138031")
+    assert "积分" in card and "尚未分类" in card and "未关闭工单：无" in card
+    await wang.says_in(staff_chat, "/stats 7d")
+    report = await wang.next_message(chat=staff_chat)
+    assert "经营报告" in report.text and "复购率" in report.text
+    for _ in range(4):
+        chart = await wang.next_message(chat=staff_chat)
+        assert chart.photo is not None and chart.caption
+    assert "需要「所有者」" not in await ask(wang, staff_chat, "/audit")

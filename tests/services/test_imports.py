@@ -212,3 +212,22 @@ async def test_line_numbers_count_quoted_newlines_and_progress_follows_batches(
         RowError(6, "phone", "give one of phone, customer_id, telegram_id"),
     ]
     assert seen == [1, 2, 3] and report.rows == 3
+
+
+def test_every_reason_is_said_in_every_language() -> None:
+    from bot.rendering import Renderer
+    from services.imports import REASONS, ImportReport
+
+    renderer = Renderer(timezone=ZONE)
+    params = {"limit": 1, "currency": "CNY", "id": 1, "locales": "zh", "columns": "a"}
+    params |= {"found": 1, "expected": 2, "detail": "x"}
+    for code in REASONS:
+        report = ImportReport("purchases")
+        report.reject(2, "amount", code, **params)
+        for locale in ("zh", "en"):
+            text = renderer.render(
+                "staff_import_rejected", locale, report=report, shown=report.errors
+            )
+            if code != "sale":
+                assert report.errors[0].reason not in text or locale == "en", (code, locale)
+            assert "amount" in text
