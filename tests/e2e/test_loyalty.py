@@ -54,7 +54,8 @@ async def test_a_reward_is_redeemed_once_under_concurrent_presses(
         sent = telegram.bot_messages_since(mark, alice.chat_id)
         return [m.text for m in sent] if len(sent) >= 3 else None
 
-    replies = await telegram.until(answers, 5)
+    # A loaded CI machine can take a few seconds for three handled presses.
+    replies = await telegram.until(answers, 15)
     assert replies is not None
     assert sum("Done!" in text for text in replies) == 1
     assert sum("already made" in text for text in replies) == 2
