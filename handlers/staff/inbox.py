@@ -71,25 +71,43 @@ async def ticket_action(
     staff_inbox: StaffInbox,
     say: Say,
 ) -> None:
-    staff = staff_ref(query.from_user, staff_role)
-    if callback_data.action == "take":
-        change = await tickets.take(callback_data.ticket, staff)
-    elif callback_data.action == "close":
-        change = await tickets.close(callback_data.ticket, staff)
-    else:
+    if callback_data.action not in ("take", "close"):
         await say.notice(query, "stale_button")
         return
+    await take_or_close(
+        query,
+        callback_data.action,
+        callback_data.ticket,
+        staff_ref(query.from_user, staff_role),
+        tickets,
+        staff_inbox,
+        say,
+    )
+
+
+async def take_or_close(
+    query: CallbackQuery,
+    action: str,
+    ticket_id: int,
+    staff: StaffRef,
+    tickets: Tickets,
+    staff_inbox: StaffInbox,
+    say: Say,
+) -> None:
+    """Take or close a ticket from a button, in the ticket's post or in /inbox alike."""
+    if action == "take":
+        change = await tickets.take(ticket_id, staff)
+    else:
+        change = await tickets.close(ticket_id, staff)
     if change.outcome is Outcome.UNKNOWN or change.ticket is None:
         await say.notice(query, "stale_button")
         return
     if change.outcome is not Outcome.DONE:
         await say.notice(query, f"staff_ticket_{change.outcome.value}", ticket=change.ticket)
         return
-    await say.acknowledge(
-        query, say.text(f"staff_ticket_{callback_data.action}_done", ticket=change.ticket)
-    )
+    await say.acknowledge(query, say.text(f"staff_ticket_{action}_done", ticket=change.ticket))
     await staff_inbox.ticket_changed(change.ticket)
-    if callback_data.action == "close":
+    if action == "close":
         await staff_inbox.ask_rating(change.ticket)
 
 

@@ -7,19 +7,20 @@ from aiogram import F, Router
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, InaccessibleMessage, Message, User
+from aiogram.types import CallbackQuery, InaccessibleMessage, Message
 
 from bot import staff_buttons
 from bot.rendering import Renderer
 from bot.say import Say
 from bot.staff_buttons import InboxAction
 from bot.staff_inbox import RELAYED, StaffInbox
+from handlers.staff.inbox import staff_ref, take_or_close
 from models import Role
 from services.clock import Clock
 from services.customers import Customers
 from services.lookup import Lookup
 from services.policy import Policy
-from services.tickets import Outcome, StaffRef, Tickets
+from services.tickets import Tickets
 
 router = Router(name=__name__)
 
@@ -28,10 +29,6 @@ CANNED_PREFIX = "canned_"
 
 class InboxSteps(StatesGroup):
     reply = State()
-
-
-def _staff(user: User, role: Role) -> StaffRef:
-    return StaffRef(user.id, user.full_name, role)
 
 
 @router.message(Command("inbox"))
@@ -59,7 +56,7 @@ async def canned(message: Message, renderer: Renderer, say: Say) -> None:
 
 
 @router.callback_query(InboxAction.filter(F.action.in_({"take", "close"})))
-async def take_or_close(
+async def inbox_take_or_close(
     query: CallbackQuery,
     callback_data: InboxAction,
     staff_role: Role,
@@ -67,23 +64,15 @@ async def take_or_close(
     staff_inbox: StaffInbox,
     say: Say,
 ) -> None:
-    staff = _staff(query.from_user, staff_role)
-    if callback_data.action == "take":
-        change = await tickets.take(callback_data.ticket, staff)
-    else:
-        change = await tickets.close(callback_data.ticket, staff)
-    if change.outcome is Outcome.UNKNOWN or change.ticket is None:
-        await say.notice(query, "stale_button")
-        return
-    if change.outcome is not Outcome.DONE:
-        await say.notice(query, f"staff_ticket_{change.outcome.value}", ticket=change.ticket)
-        return
-    await say.acknowledge(
-        query, say.text(f"staff_ticket_{callback_data.action}_done", ticket=change.ticket)
+    await take_or_close(
+        query,
+        callback_data.action,
+        callback_data.ticket,
+        staff_ref(query.from_user, staff_role),
+        tickets,
+        staff_inbox,
+        say,
     )
-    await staff_inbox.ticket_changed(change.ticket)
-    if callback_data.action == "close":
-        await staff_inbox.ask_rating(change.ticket)
 
 
 @router.callback_query(InboxAction.filter(F.action == "reply"))
@@ -135,7 +124,7 @@ async def answer_written(
     if ticket is None or message.from_user is None:
         await say(message, "staff_inbox_cancelled")
         return
-    await staff_inbox.to_customer(message, ticket, _staff(message.from_user, staff_role))
+    await staff_inbox.to_customer(message, ticket, staff_ref(message.from_user, staff_role))
 
 
 @router.callback_query(StateFilter(InboxSteps.reply), InboxAction.filter(F.action == "canned"))
@@ -167,7 +156,7 @@ async def canned_chosen(
     # Posted here first, so the chat shows what the customer got, then relayed as it is.
     posted = await message.answer(renderer.render(name, locale, customer=customer))
     await say.acknowledge(query)
-    await staff_inbox.to_customer(posted, ticket, _staff(query.from_user, staff_role))
+    await staff_inbox.to_customer(posted, ticket, staff_ref(query.from_user, staff_role))
 
 
 @router.callback_query(InboxAction.filter())
