@@ -22,10 +22,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from services.reports import Pareto, SegmentMap, Trend
+from services.reports import ChartData, Pareto, SegmentMap, Trend
 from services.rfm import SEGMENT_RULES
 
 Label = Callable[[str], str]
+# The report charts in the order staff get them (/stats and the weekly digest).
+CHARTS = ("segments", "pareto", "satisfaction", "response_times")
 P = ParamSpec("P")
 
 WIDTH, HEIGHT, DPI = 10.0, 6.0, 100
@@ -230,3 +232,19 @@ def response_times(minutes: Sequence[float], sla_minutes: int, label: Label) -> 
     axes.legend()
     axes.grid(alpha=0.3)
     return _png(figure)
+
+
+def report_charts(data: ChartData, label: Label) -> list[tuple[str, bytes]]:
+    """Every report chart as (name, PNG), in the order of CHARTS."""
+    return list(
+        zip(
+            CHARTS,
+            [
+                segment_map(data.segments, label),
+                pareto(data.pareto, label),
+                satisfaction(data.trend, label),
+                response_times(data.waits, data.sla_minutes, label),
+            ],
+            strict=True,
+        )
+    )

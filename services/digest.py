@@ -14,11 +14,10 @@ from services.clock import Clock
 from services.jobruns import JobRuns
 from services.outbox import Outbox, Outgoing, Render
 from services.policy import Policy
-from services.reports import Pareto, Period, Reports, SegmentMap, Trend
+from services.reports import Period, Reports
 from services.winback import Winback
 
 KIND = "digest"
-CHARTS = ("segments", "pareto", "satisfaction", "response_times")
 WEEK = timedelta(days=7)
 
 
@@ -64,10 +63,7 @@ class Digest:
         now = self.clock.now()
         period = Period(now - WEEK, now)
         kpis = await self.reports.kpis(period)
-        segments = await self.reports.segment_map()
-        pareto = await self.reports.pareto(period)
-        trend = await self.reports.satisfaction_trend(period)
-        waits = await self.reports.response_times(period)
+        data = await self.reports.chart_data(period, kpis)
         attribution = timedelta(days=self.policy.winback.attribution_days)
         winback = await self.winback.results(now - attribution, now)
         classification = await self.runs.latest("segmentation")
@@ -83,14 +79,16 @@ class Digest:
             label=lambda name: self.render.label(name, locale),
         )
         chart_locale = locale if charts.can_draw(locale) else "en"
+
+        def label(name: str) -> str:
+            return self.render.label(name, chart_locale)
+
         # matplotlib takes a moment per chart: drawn in a thread, the bot goes on meanwhile.
-        images = await asyncio.to_thread(
-            self._draw, segments, pareto, trend, waits, kpis.sla_minutes, chart_locale
-        )
+        images = await asyncio.to_thread(charts.report_charts, data, label)
         messages = [Outgoing(key=key, chat_id=self.chat_id, text=text, kind=KIND)]
-        for name, png in zip(CHARTS, images, strict=True):
+        for name, png in images:
             caption = self.render.render(
-                "staff_chart_caption", locale, chart=name, k=kpis, pareto=pareto
+                "staff_chart_caption", locale, chart=name, k=kpis, pareto=data.pareto
             )
             messages.append(
                 Outgoing(
@@ -102,22 +100,3 @@ class Digest:
                 )
             )
         return await self.outbox.enqueue(messages)
-
-    def _draw(
-        self,
-        segments: SegmentMap,
-        pareto: Pareto,
-        trend: Trend,
-        waits: list[float],
-        sla: int,
-        locale: str,
-    ) -> list[bytes]:
-        def label(key: str) -> str:
-            return self.render.label(key, locale)
-
-        return [
-            charts.segment_map(segments, label),
-            charts.pareto(pareto, label),
-            charts.satisfaction(trend, label),
-            charts.response_times(waits, sla, label),
-        ]

@@ -207,6 +207,17 @@ class Trend:
     points: list[TrendPoint] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class ChartData:
+    """What the report charts are drawn from, for one period."""
+
+    segments: SegmentMap
+    pareto: Pareto
+    trend: Trend
+    waits: list[float]
+    sla_minutes: int
+
+
 class Reports:
     def __init__(self, db: Database, policy: Policy, clock: Clock, zone: ZoneInfo) -> None:
         self.db = db
@@ -396,6 +407,15 @@ class Reports:
                 )
             )
         return Trend(bucket, points)
+
+    async def chart_data(self, period: Period, kpis: Kpis) -> ChartData:
+        return ChartData(
+            segments=await self.segment_map(),
+            pareto=await self.pareto(period),
+            trend=await self.satisfaction_trend(period),
+            waits=await self.response_times(period),
+            sla_minutes=kpis.sla_minutes,
+        )
 
     async def response_times(self, period: Period) -> list[float]:
         """Minutes to the first staff answer, for tickets created in the period."""

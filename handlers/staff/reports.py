@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable
 
 from aiogram import Router
 from aiogram.filters import Command, CommandObject
@@ -17,11 +16,10 @@ from bot.say import Say
 from models import Role
 from services import charts
 from services.exports import EXPORTS, Exports
-from services.reports import Pareto, PeriodError, Reports, SegmentMap, Trend
+from services.reports import PeriodError, Reports
 
 router = Router(name=__name__)
 
-CHARTS = ("segments", "pareto", "satisfaction", "response_times")
 # Telegram takes files up to 50 MB from bots; larger exports are for `carebot export`.
 UPLOAD_LIMIT = 50 * 1024 * 1024
 
@@ -35,38 +33,19 @@ async def stats(message: Message, command: CommandObject, reports: Reports, say:
         return
     kpis = await reports.kpis(period)
     await say(message, "staff_stats", k=kpis, label=say.label)
-    segments = await reports.segment_map()
-    pareto = await reports.pareto(period)
-    trend = await reports.satisfaction_trend(period)
-    waits = await reports.response_times(period)
+    data = await reports.chart_data(period, kpis)
     locale = say.locale if charts.can_draw(say.locale) else "en"
 
     def label(key: str) -> str:
         return say.renderer.label(key, locale)
 
     # matplotlib takes a moment per chart: drawn in a thread, the bot answers others meanwhile.
-    images = await asyncio.to_thread(_draw, segments, pareto, trend, waits, kpis.sla_minutes, label)
-    for name, png in zip(CHARTS, images, strict=True):
+    images = await asyncio.to_thread(charts.report_charts, data, label)
+    for name, png in images:
         await message.answer_photo(
             BufferedInputFile(png, filename=f"{name}.png"),
-            caption=say.text("staff_chart_caption", chart=name, k=kpis, pareto=pareto),
+            caption=say.text("staff_chart_caption", chart=name, k=kpis, pareto=data.pareto),
         )
-
-
-def _draw(
-    segments: SegmentMap,
-    pareto: Pareto,
-    trend: Trend,
-    waits: list[float],
-    sla: int,
-    label: Callable[[str], str],
-) -> list[bytes]:
-    return [
-        charts.segment_map(segments, label),
-        charts.pareto(pareto, label),
-        charts.satisfaction(trend, label),
-        charts.response_times(waits, sla, label),
-    ]
 
 
 @router.message(Command("export"))
