@@ -4,6 +4,7 @@ once a year, with their tier's gift granted in the same transaction as the greet
 from __future__ import annotations
 
 import calendar
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -33,24 +34,15 @@ def birthday_key(customer_id: int, year: int) -> str:
     return f"birthday:{customer_id}:{year}"
 
 
+@dataclass(eq=False)
 class Birthdays:
-    def __init__(
-        self,
-        db: Database,
-        policy: Policy,
-        clock: Clock,
-        zone: ZoneInfo,
-        outbox: Outbox,
-        render: Render,
-        gifts: Gifts,
-    ) -> None:
-        self.db = db
-        self.policy = policy
-        self.clock = clock
-        self.zone = zone
-        self.outbox = outbox
-        self.render = render
-        self.gifts = gifts
+    db: Database
+    policy: Policy
+    clock: Clock
+    zone: ZoneInfo
+    outbox: Outbox
+    render: Render
+    gifts: Gifts
 
     async def due(self, day: date) -> list[Customer]:
         """Customers celebrating on `day` whom a greeting may reach, greeted or not."""

@@ -5,6 +5,7 @@ ISO week (`digest:<year>-W<week>`)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
@@ -21,32 +22,19 @@ KIND = "digest"
 WEEK = timedelta(days=7)
 
 
+@dataclass(eq=False)
 class Digest:
-    def __init__(
-        self,
-        db: Database,
-        policy: Policy,
-        clock: Clock,
-        zone: ZoneInfo,
-        outbox: Outbox,
-        render: Render,
-        reports: Reports,
-        winback: Winback,
-        runs: JobRuns,
-        chat_id: int | None,
-        locale: str,
-    ) -> None:
-        self.db = db
-        self.policy = policy
-        self.clock = clock
-        self.zone = zone
-        self.outbox = outbox
-        self.render = render
-        self.reports = reports
-        self.winback = winback
-        self.runs = runs
-        self.chat_id = chat_id
-        self.locale = locale
+    db: Database
+    policy: Policy
+    clock: Clock
+    zone: ZoneInfo
+    outbox: Outbox
+    render: Render
+    reports: Reports
+    winback: Winback
+    runs: JobRuns
+    chat_id: int | None
+    locale: str
 
     def week(self) -> str:
         year, week, _ = self.clock.now().astimezone(self.zone).isocalendar()

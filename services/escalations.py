@@ -40,28 +40,17 @@ class Alert:
         return alert_key(self.ticket.id, self.level)
 
 
+@dataclass(eq=False)
 class Escalations:
-    def __init__(
-        self,
-        db: Database,
-        policy: Policy,
-        clock: Clock,
-        outbox: Outbox,
-        render: Render,
-        tickets: Tickets,
-        staff: Staff,
-        chat_id: int | None,
-        locale: str,
-    ) -> None:
-        self.db = db
-        self.policy = policy
-        self.clock = clock
-        self.outbox = outbox
-        self.render = render
-        self.tickets = tickets
-        self.staff = staff
-        self.chat_id = chat_id
-        self.locale = locale
+    db: Database
+    policy: Policy
+    clock: Clock
+    outbox: Outbox
+    render: Render
+    tickets: Tickets
+    staff: Staff
+    chat_id: int | None
+    locale: str
 
     async def due(self) -> list[Alert]:
         """The alerts not raised yet: the highest level each waiting ticket has reached."""

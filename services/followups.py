@@ -49,22 +49,14 @@ class Due:
         return followup_key(self.customer.id, self.period)
 
 
+@dataclass(eq=False)
 class Followups:
-    def __init__(
-        self,
-        db: Database,
-        policy: Policy,
-        clock: Clock,
-        zone: ZoneInfo,
-        outbox: Outbox,
-        render: Templates,
-    ) -> None:
-        self.db = db
-        self.policy = policy
-        self.clock = clock
-        self.zone = zone
-        self.outbox = outbox
-        self.render = render
+    db: Database
+    policy: Policy
+    clock: Clock
+    zone: ZoneInfo
+    outbox: Outbox
+    render: Templates
 
     async def send(self) -> int:
         """Enqueue this period's follow-up for every customer due one; how many."""

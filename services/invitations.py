@@ -8,6 +8,7 @@ customer (`Surveys.invite`) and a message whose button opens it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, select
@@ -41,24 +42,15 @@ def reminder_key(ticket_id: int) -> str:
     return f"csat_reminder:{ticket_id}"
 
 
+@dataclass(eq=False)
 class Invitations:
-    def __init__(
-        self,
-        db: Database,
-        policy: Policy,
-        clock: Clock,
-        outbox: Outbox,
-        render: Render,
-        surveys: Surveys,
-        buttons: Buttons,
-    ) -> None:
-        self.db = db
-        self.policy = policy
-        self.clock = clock
-        self.outbox = outbox
-        self.render = render
-        self.surveys = surveys
-        self.buttons = buttons
+    db: Database
+    policy: Policy
+    clock: Clock
+    outbox: Outbox
+    render: Render
+    surveys: Surveys
+    buttons: Buttons
 
     async def send(self) -> int:
         """Every invitation and reminder due now; how many were enqueued."""

@@ -64,22 +64,14 @@ class WinbackResults:
         return self.won_back / self.delivered if self.delivered else None
 
 
+@dataclass(eq=False)
 class Winback:
-    def __init__(
-        self,
-        db: Database,
-        policy: Policy,
-        clock: Clock,
-        outbox: Outbox,
-        render: Render,
-        gifts: Gifts,
-    ) -> None:
-        self.db = db
-        self.policy = policy
-        self.clock = clock
-        self.outbox = outbox
-        self.render = render
-        self.gifts = gifts
+    db: Database
+    policy: Policy
+    clock: Clock
+    outbox: Outbox
+    render: Render
+    gifts: Gifts
 
     async def due(self) -> list[Candidate]:
         """Customers at risk who may get an offer now, with the number it would be."""
