@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from models import Survey, SurveyAnswer, SurveyQuestion, SurveyResponse
 from models.database import Database
@@ -234,8 +235,8 @@ class Surveys:
                     )
                 )
             )
-            counts = await _question_counts(session, [s.id for s in surveys])
-            answered = await _answer_counts(session, [r.id for r in responses])
+            counts = await _counts(session, SurveyQuestion.survey_id, [s.id for s in surveys])
+            answered = await _counts(session, SurveyAnswer.response_id, [r.id for r in responses])
         offers: list[Offer] = []
         for survey in surveys:
             mine = [r for r in responses if r.survey_id == survey.id]
@@ -511,26 +512,14 @@ def _check(question: Question, value: int | None, text: str | None, skip: bool) 
     return None
 
 
-async def _question_counts(session: AsyncSession, survey_ids: list[int]) -> dict[int, int]:
-    if not survey_ids:
+async def _counts(
+    session: AsyncSession, key: InstrumentedAttribute[int], ids: list[int]
+) -> dict[int, int]:
+    """Rows per value of `key` among `ids` (questions per survey, answers per response)."""
+    if not ids:
         return {}
-    rows = await session.execute(
-        select(SurveyQuestion.survey_id, func.count())
-        .where(SurveyQuestion.survey_id.in_(survey_ids))
-        .group_by(SurveyQuestion.survey_id)
-    )
-    return {survey_id: count for survey_id, count in rows.all()}
-
-
-async def _answer_counts(session: AsyncSession, response_ids: list[int]) -> dict[int, int]:
-    if not response_ids:
-        return {}
-    rows = await session.execute(
-        select(SurveyAnswer.response_id, func.count())
-        .where(SurveyAnswer.response_id.in_(response_ids))
-        .group_by(SurveyAnswer.response_id)
-    )
-    return {response_id: count for response_id, count in rows.all()}
+    rows = await session.execute(select(key, func.count()).where(key.in_(ids)).group_by(key))
+    return {value: count for value, count in rows.all()}
 
 
 def _summarise(
