@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from datetime import date, datetime
 from decimal import Decimal
 from importlib import resources
@@ -17,10 +18,13 @@ from jinja2 import (
     FileSystemLoader,
     StrictUndefined,
     Template,
+    TemplateError,
     TemplateNotFound,
+    TemplateSyntaxError,
     pass_context,
     select_autoescape,
 )
+from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -38,6 +42,60 @@ def normalize_locale(code: str | None, default: str) -> str:
         if base in LOCALES:
             return base
     return default
+
+
+class StaffTemplateError(TemplateError):
+    """A text staff wrote that cannot be rendered; its message names the line, which is
+    what staff need to fix it."""
+
+    def __init__(self, error: Exception) -> None:
+        line = _line_of(error)
+        detail = str(getattr(error, "message", None) or error) or type(error).__name__
+        super().__init__(f"line {line}: {detail}" if line else detail)
+
+
+def _line_of(error: Exception) -> int | None:
+    if isinstance(error, TemplateSyntaxError):
+        return error.lineno
+    # Jinja2 rewrites a failing render's traceback so that it points into the template.
+    lines = [
+        f.lineno for f in traceback.extract_tb(error.__traceback__) if f.filename == "<template>"
+    ]
+    return lines[-1] if lines else None
+
+
+# What one staff-written expression may produce: a power of at most this many bits, a
+# repeated text or list of at most this many items. Enough for any message; far below what
+# would stall the bot or fill its memory (`{{ 9**9**9 }}`, `{{ "x" * 10**9 }}`).
+MAX_POWER_BITS = 1024
+MAX_REPEAT = 10_000
+
+
+class Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja2's sandbox, which keeps templates away from Python internals, with a bound on
+    the two operators whose results grow without one."""
+
+    intercepted_binops = frozenset({"**", "*"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and _power_too_large(left, right):
+            raise SecurityError(f"the power {left!r} ** {right!r} is too large")
+        if operator == "*" and _repeat_too_long(left, right):
+            raise SecurityError(f"the repetition gives more than {MAX_REPEAT} items")
+        return super().call_binop(context, operator, left, right)
+
+
+def _power_too_large(base: Any, exponent: Any) -> bool:
+    if not (isinstance(base, int) and isinstance(exponent, int)) or exponent <= 0:
+        return False
+    return abs(base) > 1 and exponent * abs(base).bit_length() > MAX_POWER_BITS
+
+
+def _repeat_too_long(left: Any, right: Any) -> bool:
+    for items, times in ((left, right), (right, left)):
+        if isinstance(items, str | list | tuple) and isinstance(times, int):
+            return len(items) * times > MAX_REPEAT
+    return False
 
 
 class Renderer:
@@ -61,7 +119,7 @@ class Renderer:
         packaged = str(resources.files("templates"))
         loaders = [FileSystemLoader(str(override_dir))] if override_dir else []
         loaders.append(FileSystemLoader(packaged))
-        self.env = ImmutableSandboxedEnvironment(
+        self.env = Sandbox(
             loader=ChoiceLoader(loaders),
             autoescape=select_autoescape(default_for_string=True, default=True),
             undefined=StrictUndefined,
@@ -88,8 +146,12 @@ class Renderer:
 
     def render_string(self, source: str, locale: str, /, **context: Any) -> str:
         """A text staff wrote (a broadcast), in the same sandbox and with the same filters
-        as the templates; a syntax error raises jinja2.TemplateError."""
-        return self.env.from_string(source).render(_locale=locale, **context).strip()
+        as the templates. Whatever goes wrong in it (bad syntax, a name it may not use, a
+        range the sandbox refuses, a division by zero) raises StaffTemplateError."""
+        try:
+            return self.env.from_string(source).render(_locale=locale, **context).strip()
+        except Exception as error:
+            raise StaffTemplateError(error) from error
 
     def template_names(self, prefix: str) -> list[str]:
         """The templates whose names start with `prefix`, as found in the default locale."""

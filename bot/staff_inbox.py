@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import html
 import logging
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
@@ -19,7 +20,15 @@ from bot import buttons
 from bot.rendering import Renderer
 from services.customers import Customers
 from services.outbox import Outbox, Outgoing
-from services.tickets import Attachment, OfferView, Rating, StaffRef, Tickets, TicketView
+from services.tickets import (
+    Attachment,
+    CustomerCard,
+    OfferView,
+    Rating,
+    StaffRef,
+    Tickets,
+    TicketView,
+)
 
 log = logging.getLogger("carebot.inbox")
 
@@ -92,6 +101,11 @@ class StaffInbox:
     def text(self, template: str, /, **context: object) -> str:
         return self.renderer.render(template, self.locale, **context)
 
+    def topic_name(self, card: CustomerCard | None) -> str:
+        """A topic's name is plain text, not HTML: the escaping every template gets (a name
+        such as "<b>A & B</b>") is undone, or staff would read "&lt;b&gt;"."""
+        return html.unescape(self.text("staff_topic_name", card=card))[:128]
+
     async def is_forum(self) -> bool:
         """Whether the staff group has topics; asked once, remembered once known."""
         if self.chat_id is None:
@@ -119,9 +133,7 @@ class StaffInbox:
         if card is None:
             return None
         try:
-            created = await self.bot.create_forum_topic(
-                self.chat_id, self.text("staff_topic_name", card=card)[:128]
-            )
+            created = await self.bot.create_forum_topic(self.chat_id, self.topic_name(card))
         except TelegramAPIError as error:
             log.warning("no topic for customer %s, posting in General: %s", customer_id, error)
             return None
@@ -400,6 +412,6 @@ class StaffInbox:
         card = await self.tickets.card(customer_id)
         with contextlib.suppress(TelegramBadRequest):
             await self.bot.edit_forum_topic(
-                self.chat_id, topic.thread_id, name=self.text("staff_topic_name", card=card)[:128]
+                self.chat_id, topic.thread_id, name=self.topic_name(card)
             )
         await self.refresh_card(customer_id)

@@ -224,17 +224,24 @@ async def send(
     if data.get("token") != callback_data.value or message is None:
         await say.notice(query, "stale_button")
         return
-    await state.clear()
     thread = message.message_thread_id if isinstance(message, Message) else None
-    campaign, launched = await campaigns.launch(
-        callback_data.value,
-        query.from_user.id,
-        Audience.from_json(data["audience"]),
-        Broadcast(template=data.get("template"), text=data.get("text")),
-        locale=say.locale,
-        report_chat_id=message.chat.id,
-        report_thread_id=thread,
-    )
+    try:
+        campaign, launched = await campaigns.launch(
+            callback_data.value,
+            query.from_user.id,
+            Audience.from_json(data["audience"]),
+            Broadcast(template=data.get("template"), text=data.get("text")),
+            locale=say.locale,
+            report_chat_id=message.chat.id,
+            report_thread_id=thread,
+        )
+    except TemplateError as error:
+        # The preview rendered for one member; another one's name or points can still break
+        # the text. Nothing was queued: the launch is one transaction.
+        await state.set_state(BroadcastSteps.text)
+        await say(query, "staff_broadcast_broken", error=str(error)[:300])
+        return
+    await state.clear()
     if not launched:
         await say.notice(query, "stale_button")
         return

@@ -7,7 +7,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from jinja2.exceptions import SecurityError
+from jinja2.exceptions import SecurityError, TemplateError
 
 from bot.rendering import Renderer, normalize_locale
 from services.policy import LOCALES
@@ -72,3 +72,16 @@ def test_a_template_cannot_reach_python_internals(renderer: Renderer, tmp_path: 
 )
 def test_telegram_language_codes(code: str | None, locale: str) -> None:
     assert normalize_locale(code, "zh") == locale
+
+
+@pytest.mark.parametrize(
+    "source", ["{{ 9**9**9**9 }}", "{{ 2 ** 5000 }}", "{{ 'x' * 10**9 }}", "{{ 10**6 * [0] }}"]
+)
+def test_a_staff_text_cannot_build_huge_values(renderer: Renderer, source: str) -> None:
+    with pytest.raises(TemplateError, match=r"too large|more than"):
+        renderer.render_string(source, "en")
+
+
+def test_ordinary_arithmetic_still_works(renderer: Renderer) -> None:
+    text = "{{ 2 ** 10 }} {{ 'ab' * 3 }} {{ 3 * 4 }} {{ 2.5 * 2 }} {{ -2 ** 3 }}"
+    assert renderer.render_string(text, "en") == "1024 ababab 12 5.0 -8"
