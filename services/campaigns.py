@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -33,7 +33,7 @@ from services.audit import record_audit
 from services.clock import Clock
 from services.loyalty import TRAILING
 from services.outbox import Outbox, Outgoing, Render
-from services.policy import Policy, QuietHours
+from services.policy import Policy
 from services.rfm import SEGMENTS
 
 AUDIENCE_KINDS = ("all", "tier", "segment", "abc", "at_risk", "birthday", "potential")
@@ -104,17 +104,6 @@ class Results:
     purchases: int
     revenue: Decimal
     window_days: int
-
-
-def quiet_until(now: datetime, zone: ZoneInfo, quiet: QuietHours) -> datetime | None:
-    """When quiet hours end, if `now` falls inside them; None otherwise."""
-    local = now.astimezone(zone)
-    if not quiet.contains(local.time()):
-        return None
-    end = local.replace(hour=quiet.end.hour, minute=quiet.end.minute, second=0, microsecond=0)
-    if end <= local:
-        end += timedelta(days=1)
-    return end
 
 
 def key_prefix(campaign_id: int) -> str:
@@ -262,7 +251,6 @@ class Campaigns:
         report_thread_id: int | None,
     ) -> Campaign:
         now = self.clock.now()
-        not_before = quiet_until(now, self.zone, self.policy.quiet_hours)
         members = self._members(audience)
         async with self.db.transaction() as session:
             campaign = Campaign(
@@ -302,7 +290,8 @@ class Campaigns:
                             kind="broadcast",
                             customer_id=customer.id,
                             marketing=True,
-                            not_before=not_before,
+                            # Held in quiet hours, including those a long broadcast runs into.
+                            quiet=True,
                         )
                         for customer in batch
                     ],

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from models import Customer, OutboxMessage, Purchase, SegmentSnapshot
 from models.database import Database
-from services.campaigns import Audience, AudienceError, Campaigns, Message, quiet_until
+from services.campaigns import Audience, AudienceError, Campaigns, Message
 from services.clock import FrozenClock
 from services.outbox import Outbox
 from services.policy import Policy
@@ -156,9 +156,17 @@ async def test_one_confirmation_launches_once(
     assert preview.size == 1 and preview.text == "broadcast_x:en:C1:0:Key customer"
 
 
-def test_quiet_hours_delay_a_broadcast_to_their_end(policy: Policy) -> None:
-    late = datetime(2026, 5, 1, 14, 30, tzinfo=UTC)  # 22:30 in Shanghai
-    assert quiet_until(late, ZONE, policy.quiet_hours) == datetime(2026, 5, 2, 9, tzinfo=ZONE)
-    early = datetime(2026, 5, 1, 0, 30, tzinfo=UTC)  # 08:30
-    assert quiet_until(early, ZONE, policy.quiet_hours) == datetime(2026, 5, 1, 9, tzinfo=ZONE)
-    assert quiet_until(datetime(2026, 5, 1, 4, tzinfo=UTC), ZONE, policy.quiet_hours) is None
+async def test_a_broadcast_waits_out_quiet_hours_even_once_started(
+    db: Database, policy: Policy, clock: FrozenClock
+) -> None:
+    clock.set(datetime(2026, 5, 1, 12, 59, tzinfo=UTC))  # 20:59 in Shanghai
+    await people(db, clock.now())
+    outbox = Outbox.for_policy(db, clock, policy, ZONE)
+    campaigns = Campaigns(db, policy, clock, outbox, Words(), ZONE)
+    await campaigns.launch("night", 9001, Audience("all"), Message(text="Hi"), locale="en")
+    for number, first in enumerate(await outbox.claim(2)):
+        await outbox.sent(first.id, number)
+    clock.set(datetime(2026, 5, 1, 14, 30, tzinfo=UTC))  # 22:30: quiet hours
+    assert await outbox.claim(10) == []
+    clock.set(datetime(2026, 5, 2, 1, 0, tzinfo=UTC))  # 09:00 the next morning
+    assert len(await outbox.claim(10)) == 4
