@@ -3,12 +3,13 @@ messages relayed both ways with word back on whether they arrived."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import hashlib
 import html
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from enum import StrEnum
 from typing import ParamSpec
 
@@ -92,6 +93,24 @@ class StaffInbox:
         self.chat_id = chat_id
         self.wake = wake
         self._forum: bool | None = None
+        # Posts already in the staff group whose message id is not stored yet: a staff reply
+        # to one of them can arrive (another chat, handled in parallel) before it is.
+        self._recording: set[asyncio.Future[None]] = set()
+
+    @contextlib.asynccontextmanager
+    async def _posting(self) -> AsyncIterator[None]:
+        done = asyncio.get_running_loop().create_future()
+        self._recording.add(done)
+        try:
+            yield
+        finally:
+            self._recording.discard(done)
+            done.set_result(None)
+
+    async def posts_recorded(self) -> None:
+        """Returns once every post made so far in the staff group is stored with its id."""
+        if self._recording:
+            await asyncio.gather(*self._recording)
 
     @property
     def locale(self) -> str:
@@ -223,14 +242,15 @@ class StaffInbox:
             return
         in_topic = await self.thread_of(ticket.customer_id) is not None
         card = await self.tickets.card(ticket.customer_id)
-        posted = await self._send(
-            ticket.customer_id,
-            self.text("staff_ticket", ticket=ticket, card=card, topics=in_topic),
-            buttons.ticket_actions(self.renderer, self.locale, ticket.id, taken=False),
-        )
-        if posted is None:
-            return
-        await self.tickets.posted(ticket.id, posted.message_id)
+        async with self._posting():
+            posted = await self._send(
+                ticket.customer_id,
+                self.text("staff_ticket", ticket=ticket, card=card, topics=in_topic),
+                buttons.ticket_actions(self.renderer, self.locale, ticket.id, taken=False),
+            )
+            if posted is None:
+                return
+            await self.tickets.posted(ticket.id, posted.message_id)
         thread = posted.message_thread_id if posted.is_topic_message else None
         for attachment in ticket.attachments:
             await self._send_file(attachment, thread, posted.message_id)
@@ -291,21 +311,22 @@ class StaffInbox:
             return
         card = await self.tickets.card(ticket.customer_id)
         header = self.text("staff_from_customer", ticket=ticket, card=card, text=text or "")
-        if kind == "text":
-            posted = await self._send(ticket.customer_id, header)
-            copy_id = posted.message_id if posted else None
-        else:
-            thread = await self.thread_of(ticket.customer_id)
-            copied = await self.bot.copy_message(
-                self.chat_id,
-                message.chat.id,
-                message.message_id,
-                message_thread_id=thread,
-                caption=header[:CAPTION_LIMIT] if kind in CAPTIONED else None,
-            )
-            copy_id = copied.message_id
-        if copy_id is not None:
-            await self.tickets.copied(row_id, copy_id)
+        async with self._posting():
+            if kind == "text":
+                posted = await self._send(ticket.customer_id, header)
+                copy_id = posted.message_id if posted else None
+            else:
+                thread = await self.thread_of(ticket.customer_id)
+                copied = await self.bot.copy_message(
+                    self.chat_id,
+                    message.chat.id,
+                    message.message_id,
+                    message_thread_id=thread,
+                    caption=header[:CAPTION_LIMIT] if kind in CAPTIONED else None,
+                )
+                copy_id = copied.message_id
+            if copy_id is not None:
+                await self.tickets.copied(row_id, copy_id)
 
     async def to_customer(self, message: Message, ticket: TicketView, staff: StaffRef) -> Delivery:
         """Relay a staff member's message to the customer as it is (text, photo, file)."""

@@ -30,7 +30,9 @@ class CustomerConversation(Filter):
     """A message in a customer's topic, or a reply to a ticket's message in a group
     without topics; the ticket it belongs to is handed over as `ticket`."""
 
-    async def __call__(self, message: Message, tickets: Tickets) -> bool | dict[str, Any]:
+    async def __call__(
+        self, message: Message, tickets: Tickets, staff_inbox: StaffInbox
+    ) -> bool | dict[str, Any]:
         if message.is_topic_message and message.message_thread_id is not None:
             customer_id = await tickets.customer_of_thread(
                 message.chat.id, message.message_thread_id
@@ -39,7 +41,12 @@ class CustomerConversation(Filter):
                 return False
             ticket = await tickets.current(customer_id) or await tickets.latest(customer_id)
         elif message.reply_to_message is not None:
-            ticket = await tickets.by_staff_message(message.reply_to_message.message_id)
+            replied_to = message.reply_to_message.message_id
+            ticket = await tickets.by_staff_message(replied_to)
+            author = message.reply_to_message.from_user
+            if ticket is None and message.bot and author and author.id == message.bot.id:
+                await staff_inbox.posts_recorded()
+                ticket = await tickets.by_staff_message(replied_to)
         else:
             return False
         return {"ticket": ticket} if ticket is not None else False

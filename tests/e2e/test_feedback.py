@@ -3,6 +3,10 @@ delivery; closing asks the customer for a rating; a low one brings an apology.""
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
 from bot.app import Carebot
 from sandbox.emulator import Emulator
 from sandbox.players import PNG_1X1, Customer, StaffMember
@@ -193,3 +197,32 @@ async def test_without_the_right_to_manage_topics_tickets_go_to_general(
     owner = telegram.staff_member(9001, "Olga", group)
     await owner.replies_in(group, ticket.message_id, "On its way")
     assert (await fay.next_message()).text == "On its way"
+
+
+async def test_a_reply_to_a_copy_not_yet_stored_waits_for_it(
+    telegram: Emulator, start_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    group = telegram.staff_group(STAFF_CHAT, "Staff", forum=False)
+    carebot = await start_app()
+    dan = telegram.customer(2104, "Dan", language_code="en")
+    await registered(carebot, dan)
+    await file_complaint(dan, "Late again")
+    ticket = await posted(telegram)
+    owner = telegram.staff_member(9001, "Olga", group)
+    await owner.replies_in(group, ticket.message_id, "Sorry, checking.")
+    await dan.next_message()
+
+    # The copy is in the group a good while before its id is stored, and staff answer it
+    # at once: the answer still finds its ticket.
+    tickets = carebot.dp["staff_inbox"].tickets
+    record = tickets.copied
+
+    async def slowly(message_id: int, staff_chat_message_id: int) -> None:
+        await asyncio.sleep(0.5)
+        await record(message_id, staff_chat_message_id)
+
+    monkeypatch.setattr(tickets, "copied", slowly)
+    await dan.says("Where is it?", expect=0)
+    copy = await telegram.wait_for(lambda m: "Where is it?" in m.text)
+    await owner.replies_in(group, copy.message_id, "Out for delivery")
+    assert (await dan.next_message()).text == "Out for delivery"
