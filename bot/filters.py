@@ -1,7 +1,12 @@
-"""Filters shared by handlers: a reply-keyboard label pressed, in whichever language."""
+"""Filters shared by handlers: a reply-keyboard label pressed, in whichever language; and
+every plain filter (`F.text`, a state) checked on the event loop."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import Router
 from aiogram.filters import Filter
 from aiogram.types import CallbackQuery, Message
 
@@ -38,3 +43,29 @@ class StaffChat(Filter):
             and staff_role is not None
             and staff_role.at_least(self.role)
         )
+
+
+def check_filters_inline(router: Router) -> None:
+    """aiogram hands every filter that is not a coroutine function to a worker thread
+    (`asyncio.to_thread`): magic filters (`F.text`) and states used as filters, so an
+    update tried against a few routers made dozens of thread round trips, each waiting
+    for the interpreter lock, for what are attribute reads. Here they become coroutine
+    functions, for `router` and every router below it; running it again changes nothing.
+    A filter that has to wait for something is written as a coroutine function."""
+    for each in router.chain_tail:
+        for observer in each.observers.values():
+            # The observer's own filters (router.message.filter(...)) live in `_handler`.
+            for handler in (observer._handler, *observer.handlers):
+                for checked in handler.filters or ():
+                    if not checked.awaitable:
+                        checked.callback = _inline(checked.callback)
+                        checked.awaitable = True
+
+
+def _inline(check: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    # aiogram passes only the arguments named in the original signature (kept in the
+    # filter's `params`), so these go through unchanged.
+    async def checked(*args: Any, **kwargs: Any) -> Any:
+        return check(*args, **kwargs)
+
+    return checked

@@ -63,17 +63,24 @@ class Inbox:
             )
             return list(rows.all())
 
-    async def finish(self, update_id: int, *, failed: str | None = None) -> None:
+    async def finish(self, handled: Sequence[tuple[int, str | None]]) -> None:
+        """Mark handled updates done, or failed with the error's name, in one transaction."""
+        now = self.clock.now()
+        done = [update_id for update_id, failed in handled if failed is None]
         async with self.db.transaction() as session:
-            await session.execute(
-                update(InboxUpdate)
-                .where(InboxUpdate.update_id == update_id)
-                .values(
-                    status=InboxStatus.FAILED if failed else InboxStatus.DONE,
-                    error=failed[:255] if failed else None,
-                    handled_at=self.clock.now(),
+            if done:
+                await session.execute(
+                    update(InboxUpdate)
+                    .where(InboxUpdate.update_id.in_(done))
+                    .values(status=InboxStatus.DONE, error=None, handled_at=now)
                 )
-            )
+            for update_id, failed in handled:
+                if failed is not None:
+                    await session.execute(
+                        update(InboxUpdate)
+                        .where(InboxUpdate.update_id == update_id)
+                        .values(status=InboxStatus.FAILED, error=failed[:255], handled_at=now)
+                    )
 
     async def count_pending(self) -> int:
         async with self.db.session() as session:

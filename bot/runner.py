@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -14,6 +15,15 @@ from bot.locks import KeyedLocks
 from bot.metrics import Metrics
 
 log = logging.getLogger("carebot.updates")
+
+# Handled updates are marked done together, one write per this many seconds instead of one
+# per update. A crash in that window leaves them pending, and the next start handles them
+# again: at least once, as for a crash during handling.
+FINISH_EVERY = 0.02
+# Pauses between attempts to write the marks while the database is away. Bounded, so that a
+# shutdown with the database down does not wait for ever: marks still unwritten then leave
+# their updates pending, to be handled again at the next start.
+FINISH_RETRIES = (0.5, 1.0, 2.0, 4.0, 5.0)
 
 
 def chat_key(payload: dict[str, Any]) -> int | None:
@@ -39,6 +49,7 @@ class Runner:
         metrics: Metrics,
         *,
         concurrency: int = 64,
+        finish_every: float = FINISH_EVERY,
     ) -> None:
         self.dp = dp
         self.bot = bot
@@ -47,14 +58,20 @@ class Runner:
         self._slots = asyncio.Semaphore(concurrency)
         self._chats = KeyedLocks()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._finish_every = finish_every
+        self._handled: list[tuple[int, str | None]] = []
+        self._finishing = False
 
     def submit(self, payloads: list[dict[str, Any]]) -> None:
         """Start handling recorded updates; returns at once. Locks are taken in the order
         of submission, and asyncio's locks wake waiters first come, first served."""
         for payload in payloads:
-            task = asyncio.create_task(self._handle(payload))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._track(self._handle(payload))
+
+    def _track(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def resume(self) -> int:
         """Hand over what a previous run recorded but did not finish."""
@@ -65,7 +82,7 @@ class Runner:
         return len(left)
 
     async def drain(self) -> None:
-        """Wait for every update in hand, for a clean shutdown."""
+        """Wait for every update in hand, and for their marks, for a clean shutdown."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
@@ -88,10 +105,10 @@ class Runner:
         elapsed = time.perf_counter() - started
         self.metrics.updates.labels(kind).inc()
         self.metrics.latency.observe(elapsed)
-        try:
-            await self.inbox.finish(update_id, failed=failed)
-        except Exception:
-            log.exception("update %s handled but not marked done", update_id)
+        self._handled.append((update_id, failed))
+        if not self._finishing:
+            self._finishing = True
+            self._track(self._finish_soon())
         log.info(
             "update=%s type=%s ms=%.1f status=%s",
             update_id,
@@ -99,3 +116,28 @@ class Runner:
             elapsed * 1000,
             "failed" if failed else "done",
         )
+
+    async def _finish_soon(self) -> None:
+        await asyncio.sleep(self._finish_every)
+        handled, self._handled = self._handled, []
+        self._finishing = False
+        for pause in (*FINISH_RETRIES, None):
+            try:
+                await self.inbox.finish(handled)
+                return
+            except Exception as error:
+                if pause is None:
+                    log.error(
+                        "%d update(s) handled but not marked done (%s); the next start "
+                        "handles them again",
+                        len(handled),
+                        type(error).__name__,
+                    )
+                    return
+                log.warning(
+                    "could not mark %d update(s) done (%s); trying again in %.1f s",
+                    len(handled),
+                    type(error).__name__,
+                    pause,
+                )
+                await asyncio.sleep(pause)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -26,18 +27,61 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# A pooled PostgreSQL connection unused for this long (seconds) is checked before use; one
+# in steady use is not, as a check costs three round trips to the server on every checkout.
+PING_AFTER_IDLE = 1.0
+_RETURNED_AT = "carebot_returned_at"
+POOL_SIZE = 20
+# asyncpg waits 60 s for a connection by default; a server that drops packets instead of
+# refusing them would hold every update that long before the customer hears an apology.
+CONNECT_TIMEOUT = 5.0
+
+
+def _note_return(_dbapi_connection: Any, record: Any) -> None:
+    record.info[_RETURNED_AT] = time.monotonic()
+
+
 class Database:
     """One engine per process; services open a short transaction per unit of work."""
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         options: dict[str, Any] = {"echo": echo}
-        if url.startswith("postgresql"):
-            options.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        # Connections beyond pool_size are closed when they come back while the pool is
+        # full, and opening one costs more than several queries: the pool is sized for
+        # the updates handled at once, the overflow only for bursts past that.
+        # (An in-memory SQLite database lives in one connection: no pool to size.)
+        if ":memory:" not in url:
+            options.update(pool_size=POOL_SIZE, max_overflow=10)
+        if url.startswith("postgresql+asyncpg"):
+            options.update(connect_args={"timeout": CONNECT_TIMEOUT})
         self.engine: AsyncEngine = create_async_engine(url, **options)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            event.listen(self.engine.sync_engine, "checkin", _note_return)
+            event.listen(self.engine.sync_engine, "checkout", self._ping_if_idle)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # PostgreSQL gives each statement its own snapshot under READ COMMITTED, inside a
+        # transaction or not, so reads need no BEGIN and ROLLBACK: one round trip each
+        # instead of three. SQLite starts no transaction for a read anyway.
+        readers = self.engine
+        if self.engine.dialect.name == "postgresql":
+            readers = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._read_sessions = async_sessionmaker(readers, expire_on_commit=False)
+
+    def _ping_if_idle(self, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        """A connection that may have died while idle (the server restarted, say) is
+        tried first; a dead one makes the pool replace every connection it holds."""
+        returned = record.info.get(_RETURNED_AT)
+        if returned is None or time.monotonic() - returned < PING_AFTER_IDLE:
+            return
+        try:
+            alive = self.engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise exc.InvalidatePoolError(str(error)) from error
+        if not alive:
+            raise exc.InvalidatePoolError("the connection did not answer")
 
     @property
     def dialect(self) -> str:
@@ -51,8 +95,10 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session for reads; nothing is committed."""
-        async with self.sessions() as session:
+        """A session for reads; nothing is committed. Each statement is on its own: to
+        stream rows (`session.stream`), which PostgreSQL does only inside a transaction,
+        or to lock them, use `transaction()`."""
+        async with self._read_sessions() as session:
             yield session
 
     async def ping(self) -> bool:

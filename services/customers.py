@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Customer, PointsEntry, Purchase, SegmentSnapshot
@@ -18,6 +18,8 @@ from services.policy import LOCALES, Policy
 
 # Writing last_seen on every message would make each update a write; a minute is plenty.
 _SEEN_RESOLUTION = timedelta(minutes=1)
+# Run for every update: built once, as building a statement costs more than running it.
+_BY_TELEGRAM = select(Customer).where(Customer.telegram_id == bindparam("telegram_id"))
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,17 @@ class TelegramProfile:
     @property
     def display_name(self) -> str:
         return " ".join(p for p in (self.first_name, self.last_name) if p)[:128]
+
+
+def _outdated(customer: Customer, profile: TelegramProfile, now: datetime) -> bool:
+    """Whether the customer's row should take in what this message tells."""
+    seen = customer.last_seen_at
+    return (
+        seen is None
+        or now - seen > _SEEN_RESOLUTION
+        or not customer.reachable
+        or customer.username != profile.username
+    )
 
 
 class LinkStatus(StrEnum):
@@ -71,8 +84,13 @@ class Customers:
         """The customer behind a Telegram user, created on first contact; whether new.
 
         Writing to the bot proves the chat is open again, so it clears `reachable=False`.
+        Most messages change nothing, and are only read.
         """
         now = self.clock.now()
+        async with self.db.session() as session:
+            known = await session.scalar(_BY_TELEGRAM, {"telegram_id": profile.telegram_id})
+        if known is not None and not _outdated(known, profile, now):
+            return known, False
         async with self.db.transaction() as session:
             customer = await session.scalar(
                 select(Customer).where(Customer.telegram_id == profile.telegram_id)
@@ -93,8 +111,7 @@ class Customers:
                 session.add(customer)
                 await session.flush()
                 return customer, True
-            stale = customer.last_seen_at is None or now - customer.last_seen_at > _SEEN_RESOLUTION
-            if stale or not customer.reachable or customer.username != profile.username:
+            if _outdated(customer, profile, now):
                 customer.last_seen_at = now
                 customer.reachable = True
                 customer.chat_id = profile.chat_id

@@ -105,7 +105,8 @@ class Exports:
         return exports[what]()
 
     async def _stream(self, query: Any) -> AsyncIterator[tuple[Any, ...]]:
-        async with self.db.session() as session:
+        # In a transaction: PostgreSQL streams through a cursor only inside one.
+        async with self.db.transaction() as session:
             result = await session.stream(query.execution_options(yield_per=_CHUNK))
             async for row in result:
                 yield tuple(row)

@@ -106,6 +106,31 @@ class SaleError(ValueError):
 
 
 @dataclass(frozen=True)
+class RefundTarget:
+    """The sale a refund names, as the refund's checks need it: its amount, its customer,
+    and what earlier refunds of it took back (zero or negative)."""
+
+    amount: Decimal
+    customer_id: int | None
+    refunded: Decimal
+
+
+def check_refund(
+    refund_of: str, amount: Decimal, target: RefundTarget | None, buyer: int | None
+) -> RefundTarget:
+    """The sale a refund of `amount` may take back from, or the SaleError saying why not.
+    `target` is None when no purchase has the reference; `buyer` is the customer the
+    refund itself names, if it names one."""
+    if target is None or target.amount < 0:
+        raise SaleError("refund_of", f"no sale with reference {refund_of!r}")
+    if buyer is not None and target.customer_id not in (None, buyer):
+        raise SaleError("refund_of", "that sale belongs to another customer")
+    if target.amount + target.refunded + amount < 0:
+        raise SaleError("amount", "refunds would exceed the original sale")
+    return target
+
+
+@dataclass(frozen=True)
 class Sale:
     """A sale (or, with a negative amount and `refund_of`, a refund) from any channel."""
 
@@ -229,7 +254,8 @@ class Loyalty:
         awarded = await self.credit_purchases(session, customer.id, [purchase])
         shortfall = 0
         if original is not None:
-            owed = _refund_share(sale.amount, original, await self._earned(session, original.id))
+            earned = await self._earned(session, original.id)
+            owed = refund_share(sale.amount, original.amount, earned)
             shortfall = owed + awarded
         balance = await balance_of(session, customer.id)
         await self._note_tier_change(session, customer, before)
@@ -270,17 +296,16 @@ class Loyalty:
         original = await session.scalar(
             select(Purchase).where(Purchase.reference == sale.refund_of)
         )
-        if original is None or original.amount < 0:
-            raise SaleError("refund_of", f"no sale with reference {sale.refund_of!r}")
-        if customer is not None and original.customer_id not in (None, customer.id):
-            raise SaleError("refund_of", "that sale belongs to another customer")
-        refunded = await session.scalar(
-            select(func.coalesce(func.sum(Purchase.amount), 0)).where(
-                Purchase.refund_of_id == original.id
+        target = None
+        if original is not None:
+            refunded = await session.scalar(
+                select(func.coalesce(func.sum(Purchase.amount), 0)).where(
+                    Purchase.refund_of_id == original.id
+                )
             )
-        )
-        if original.amount + Decimal(refunded or 0) + sale.amount < 0:
-            raise SaleError("amount", "refunds would exceed the original sale")
+            target = RefundTarget(original.amount, original.customer_id, Decimal(refunded or 0))
+        check_refund(sale.refund_of, sale.amount, target, customer.id if customer else None)
+        assert original is not None
         return original
 
     async def _earned(self, session: AsyncSession, purchase_id: int) -> int:
@@ -325,29 +350,24 @@ class Loyalty:
         latest `recent` ledger lines. Expired points are written off first, so the balance
         shown is the balance that can be spent."""
         now = self.clock.now()
-        if self.policy.points.expiry_months:
+        entries, spend = await self._ledger_and_spend(customer_id, now)
+        if self.policy.points.expiry_months and any(
+            entry.expires_at is not None and entry.expires_at <= now and left > 0
+            for entry, left in _unspent(entries)
+        ):
             async with self.db.transaction() as session:
                 await lock_customer(session, customer_id)
                 await self.settle_expiry(session, customer_id)
-        async with self.db.session() as session:
-            balance = await balance_of(session, customer_id)
-            # A sale recorded this very second counts, as it does for the tier-up note.
-            spend = await spend_between(
-                session, customer_id, now - TRAILING, now + timedelta(seconds=1)
-            )
-            horizon = now + timedelta(days=self.policy.points.expiry_warning_days)
-            soon = [
-                (entry.expires_at, left)
-                for entry, left in await _unspent_credits(session, customer_id)
-                if left > 0 and entry.expires_at is not None and now < entry.expires_at <= horizon
-            ]
-            lines = await session.scalars(
-                select(PointsEntry)
-                .where(PointsEntry.customer_id == customer_id)
-                .order_by(PointsEntry.created_at.desc(), PointsEntry.id.desc())
-                .limit(recent)
-            )
-            history = tuple(LedgerLine(e.created_at, e.delta, e.reason, e.reference) for e in lines)
+            entries, spend = await self._ledger_and_spend(customer_id, now)
+        balance = sum(entry.delta for entry in entries)
+        horizon = now + timedelta(days=self.policy.points.expiry_warning_days)
+        soon = [
+            (entry.expires_at, left)
+            for entry, left in _unspent(entries)
+            if left > 0 and entry.expires_at is not None and now < entry.expires_at <= horizon
+        ]
+        newest = sorted(entries, key=lambda e: (e.created_at, e.id), reverse=True)[:recent]
+        history = tuple(LedgerLine(e.created_at, e.delta, e.reason, e.reference) for e in newest)
         tier = self.policy.tier_for_spend(spend)
         higher = [t for t in self.policy.tiers if t.min_spend > tier.min_spend]
         next_tier = higher[-1] if higher else None
@@ -362,6 +382,22 @@ class Loyalty:
             next_expiry=min((at for at, _ in soon), default=None),
             recent=history,
         )
+
+    async def _ledger_and_spend(
+        self, customer_id: int, now: datetime
+    ) -> tuple[list[PointsEntry], Decimal]:
+        """Every ledger entry of the customer, and their spend over the trailing year."""
+        async with self.db.session() as session:
+            entries = list(
+                await session.scalars(
+                    select(PointsEntry).where(PointsEntry.customer_id == customer_id)
+                )
+            )
+            # A sale recorded this very second counts, as it does for the tier-up note.
+            spend = await spend_between(
+                session, customer_id, now - TRAILING, now + timedelta(seconds=1)
+            )
+        return entries, spend
 
     async def credit_purchases(
         self, session: AsyncSession, customer_id: int, purchases: Sequence[Purchase]
@@ -382,7 +418,9 @@ class Loyalty:
                 if purchase.refund_of_id is not None:
                     original = await session.get(Purchase, purchase.refund_of_id)
                     earned = await self._earned(session, purchase.refund_of_id)
-                    owed = _refund_share(purchase.amount, original, earned)
+                    owed = refund_share(
+                        purchase.amount, original.amount if original else None, earned
+                    )
                 balance = await balance_of(session, customer_id)
                 delta = -min(owed, balance)
                 reason = "refund"
@@ -481,11 +519,15 @@ class Loyalty:
 async def _unspent_credits(
     session: AsyncSession, customer_id: int
 ) -> list[tuple[PointsEntry, int]]:
+    entries = await session.scalars(
+        select(PointsEntry).where(PointsEntry.customer_id == customer_id)
+    )
+    return _unspent(list(entries))
+
+
+def _unspent(entries: Sequence[PointsEntry]) -> list[tuple[PointsEntry, int]]:
     """Each credit with what is left of it once every debit is paid from the credits that
     expire first (those that never expire last)."""
-    entries = list(
-        await session.scalars(select(PointsEntry).where(PointsEntry.customer_id == customer_id))
-    )
     debt = -sum(e.delta for e in entries if e.delta < 0)
     credits = sorted(
         (e for e in entries if e.delta > 0),
@@ -499,9 +541,9 @@ async def _unspent_credits(
     return left
 
 
-def _refund_share(amount: Decimal, original: Purchase | None, earned: int) -> int:
+def refund_share(amount: Decimal, original_amount: Decimal | None, earned: int) -> int:
     """The points a (possibly partial) refund takes back: its share of what the sale earned."""
-    if original is None or original.amount <= 0:
+    if original_amount is None or original_amount <= 0:
         return 0
-    share = min(Decimal(1), -amount / original.amount) * earned
+    share = min(Decimal(1), -amount / original_amount) * earned
     return int(share.to_integral_value(rounding=ROUND_FLOOR))

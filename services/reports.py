@@ -338,7 +338,8 @@ class Reports:
 
     async def pareto(self, period: Period, points: int = 200) -> Pareto:
         """Net revenue per customer in the period, largest first, sampled to `points`."""
-        async with self.db.session() as session:
+        # In a transaction: PostgreSQL streams through a cursor only inside one.
+        async with self.db.transaction() as session:
             result = await session.stream_scalars(
                 select(func.sum(Purchase.amount))
                 .where(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,6 +16,10 @@ from services.clock import Clock, SystemClock
 
 # A former staff member keeps their row, so tickets they answered still name them.
 REMOVED = "removed"
+# Every update asks who is writing; the staff list is read at most this often instead
+# (seconds). A change made through this instance shows at once; one made through another
+# instance sharing the database shows here within this time.
+ROLES_MAX_AGE = 5.0
 
 
 class StaffError(ValueError):
@@ -46,8 +52,45 @@ class Staff:
         self.db = db
         self.owner_ids = owner_ids
         self.clock = clock or SystemClock()
+        self._roles: dict[int, Role] = {}
+        self._read_at: float | None = None
+        self._reading = asyncio.Lock()
+        # Bumped by every change made here, so a reading that began before it is not kept.
+        self._changes = 0
 
     async def role_of(self, telegram_id: int) -> Role | None:
+        if telegram_id in self.owner_ids:
+            return Role.OWNER
+        return (await self._current_roles()).get(telegram_id)
+
+    async def _current_roles(self) -> dict[int, Role]:
+        if not self._stale():
+            return self._roles
+        async with self._reading:
+            # Updates that waited here while another read the list use that reading.
+            if self._stale():
+                read_at, changes = time.monotonic(), self._changes
+                async with self.db.session() as session:
+                    rows = await session.execute(
+                        select(StaffMember.telegram_id, StaffMember.role).where(
+                            StaffMember.role != REMOVED
+                        )
+                    )
+                    self._roles = {telegram_id: Role(role) for telegram_id, role in rows}
+                if changes == self._changes:
+                    self._read_at = read_at
+        return self._roles
+
+    def _changed(self) -> None:
+        self._changes += 1
+        self._read_at = None
+
+    def _stale(self) -> bool:
+        return self._read_at is None or time.monotonic() - self._read_at > ROLES_MAX_AGE
+
+    async def _stored_role(self, telegram_id: int) -> Role | None:
+        """The role as the database holds it now: changes to the staff list are checked
+        against this, never against a reading that may be seconds old."""
         if telegram_id in self.owner_ids:
             return Role.OWNER
         async with self.db.session() as session:
@@ -77,7 +120,7 @@ class Staff:
     ) -> Change:
         """Give someone a role (or change theirs). Owners and admins may; only an owner
         may make or touch an owner; nobody changes their own role or a configured owner."""
-        actor_role = await self.role_of(actor)
+        actor_role = await self._stored_role(actor)
         self._check(actor, actor_role, telegram_id)
         if role is Role.OWNER and actor_role is not Role.OWNER:
             raise StaffError("owner_only")
@@ -116,10 +159,11 @@ class Staff:
                 before={"role": before} if before else None,
                 after={"role": role},
             )
+        self._changed()
         return Change(telegram_id, before, role)
 
     async def remove(self, actor: int, telegram_id: int) -> Change:
-        actor_role = await self.role_of(actor)
+        actor_role = await self._stored_role(actor)
         self._check(actor, actor_role, telegram_id)
         async with self.db.transaction() as session:
             row = await session.scalar(
@@ -140,6 +184,7 @@ class Staff:
                 target_id=telegram_id,
                 before={"role": before, "name": row.name},
             )
+        self._changed()
         return Change(telegram_id, before, None)
 
     def _check(self, actor: int, actor_role: Role | None, telegram_id: int) -> None:
