@@ -14,25 +14,31 @@ sale waiting for them. Imports are history: they send no messages to customers.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, Select, cast, func, insert, select, text, true
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Customer, PointsEntry, Purchase
 from models.database import Database
 from services.audit import record_audit
 from services.clock import Clock
-from services.loyalty import TRAILING, Loyalty, Sale, SaleError, points_for
+from services.loyalty import (
+    TRAILING,
+    Loyalty,
+    RefundTarget,
+    SaleError,
+    check_refund,
+    points_for,
+    refund_share,
+)
 from services.phones import InvalidPhone, normalize_phone
 from services.policy import LOCALES, Policy
 
@@ -51,13 +57,16 @@ CUSTOMER_COLUMNS = ("phone", "name", "birthday", "locale", "region", "marketing_
 BUYER_COLUMNS = ("phone", "customer_id", "telegram_id")
 # The report lists this many bad rows and counts the rest.
 MAX_REPORTED = 100
-BATCH = 1000
+BATCH = 10_000
 PHONE_CACHE = 65536
+IMPORT_CACHE_KIB = 65536
 MAX_AMOUNT = Decimal("10000000000")
 _TRUE = {"true", "1", "yes", "y", "是", "t"}
 _FALSE = {"false", "0", "no", "n", "否", "f"}
 
 Progress = Callable[[int], None]
+# Rows of the file as `_Rows.batches` gives them: (line number, values).
+_Batch = list[tuple[int, list[str]]]
 
 
 # Why a row is refused, as the command line and the API say it; in Telegram the
@@ -141,15 +150,6 @@ class _Sale:
     telegram_id: int | None
 
 
-@dataclass
-class _Row:
-    """A parsed sale with its buyer resolved, waiting to be written."""
-
-    sale: _Sale
-    customer_id: int | None
-    phone: str | None
-
-
 @dataclass(frozen=True)
 class _Person:
     line: int
@@ -201,14 +201,49 @@ class Importer:
         if not any(c in rows.columns for c in BUYER_COLUMNS):
             report.reject(1, "", "buyer_column")
             return report
+        fields = _Fields(rows.columns)
+
+        async def write(session: AsyncSession, batch: _Batch) -> None:
+            parsed = [
+                s for line, values in batch if (s := self._sale(line, values, fields, report))
+            ]
+            await self._write_sales(session, parsed, report)
+
+        return await self._apply(
+            rows,
+            write,
+            batch_size,
+            progress,
+            actor=actor,
+            source=source,
+            summary=lambda: {
+                "rows": report.rows,
+                "created": report.created,
+                "known": report.unchanged,
+                "points": report.points,
+            },
+        )
+
+    async def _apply(
+        self,
+        rows: _Rows,
+        write: Callable[[AsyncSession, _Batch], Awaitable[None]],
+        batch_size: int,
+        progress: Progress | None,
+        *,
+        actor: int | None,
+        source: str,
+        summary: Callable[[], dict[str, int]],
+    ) -> ImportReport:
+        """Every batch written in one transaction, rolled back whole if any row was refused."""
+        report = rows.report
         try:
-            async with self.db.transaction() as session:
-                statistics = _Statistics(self.db.dialect, "purchases")
+            async with self.db.transaction() as session, _page_cache(session):
+                statistics = _Statistics(self.db.dialect, report.kind)
                 for batch in rows.batches(batch_size):
-                    parsed = [
-                        s for line, values in batch if (s := self._sale(line, values, report))
-                    ]
-                    await self._write_sales(session, parsed, report)
+                    await write(session, batch)
+                    # Rows loaded through the session stay in its memory until it ends.
+                    session.expunge_all()
                     await statistics.refresh(session, report.created)
                     if progress is not None:
                         progress(report.rows)
@@ -218,54 +253,60 @@ class Importer:
                     session,
                     at=self.clock.now(),
                     actor=actor,
-                    action="import.purchases",
+                    action=f"import.{report.kind}",
                     target_type="file",
                     target_id=source or None,
-                    after={
-                        "rows": report.rows,
-                        "created": report.created,
-                        "known": report.unchanged,
-                        "points": report.points,
-                    },
+                    after=summary(),
                 )
         except _Rejected:
             return report
         report.applied = True
         return report
 
-    def _sale(self, line: int, values: dict[str, str], report: ImportReport) -> _Sale | None:
+    def _sale(
+        self, line: int, values: list[str], fields: _Fields, report: ImportReport
+    ) -> _Sale | None:
         errors = report.error_count
-        reference = values.get("reference", "")
+        reference = values[fields.reference]
         if not reference:
             report.reject(line, "reference", "required")
         elif len(reference) > 128:
             report.reject(line, "reference", "too_long", limit=128)
-        amount = _amount(values.get("amount", ""), line, report)
-        currency = (values.get("currency") or self.policy.currency).upper()
+        amount = _amount(values[fields.amount], line, report)
+        currency = values[fields.currency].upper() or self.policy.currency
         if currency != self.policy.currency:
             report.reject(line, "currency", "currency", currency=self.policy.currency)
-        occurred = self._moment(values.get("occurred_at", ""), line, report)
-        store = values.get("store") or None
+        occurred = self._moment(values[fields.occurred_at], line, report)
+        store = values[fields.store] or None
         if store is not None and len(store) > 64:
             report.reject(line, "store", "too_long", limit=64)
-        refund_of = values.get("refund_of") or None
+        refund_of = values[fields.refund_of] or None
         if amount is not None and amount < 0 and refund_of is None:
             report.reject(line, "refund_of", "refund_needs_sale")
         if amount is not None and amount > 0 and refund_of is not None:
             report.reject(line, "refund_of", "refund_not_negative")
-        given = [c for c in BUYER_COLUMNS if values.get(c)]
+        raw_phone, raw_customer, raw_telegram = (
+            values[fields.phone],
+            values[fields.customer_id],
+            values[fields.telegram_id],
+        )
+        given = [
+            c
+            for c, v in zip(BUYER_COLUMNS, (raw_phone, raw_customer, raw_telegram), strict=True)
+            if v
+        ]
         if len(given) > 1:
             report.reject(line, given[1], "one_buyer")
         elif not given and (amount is None or amount > 0):
             report.reject(line, "phone", "no_buyer")
         phone = None
-        if values.get("phone"):
+        if raw_phone:
             try:
-                phone = self._phone(values["phone"])
+                phone = self._phone(raw_phone)
             except InvalidPhone:
                 report.reject(line, "phone", "phone")
-        customer_id = _integer(values.get("customer_id", ""), "customer_id", line, report)
-        telegram_id = _integer(values.get("telegram_id", ""), "telegram_id", line, report)
+        customer_id = _integer(raw_customer, "customer_id", line, report)
+        telegram_id = _integer(raw_telegram, "telegram_id", line, report)
         if report.error_count > errors or amount is None or occurred is None:
             return None
         return _Sale(
@@ -304,207 +345,36 @@ class Importer:
     async def _write_sales(
         self, session: AsyncSession, sales: list[_Sale], report: ImportReport
     ) -> None:
-        if not sales:
-            return
-        owners = await self._owners(session, sales, report)
-        known = set(
-            await session.scalars(
-                select(Purchase.reference).where(
-                    Purchase.reference.in_({s.reference for s in sales})
-                )
-            )
-        )
-        waiting: list[_Row] = []
-        for sale in sales:
-            if sale.line in owners.failed:
-                continue
-            if sale.reference in known:
-                report.unchanged += 1
-                continue
-            known.add(sale.reference)
-            if sale.amount > 0:
-                customer_id, phone = owners.of(sale)
-                waiting.append(_Row(sale, customer_id, phone))
-                continue
-            await self._insert_sales(session, waiting, report)
-            waiting = []
-            await self._refund(session, sale, report)
-        await self._insert_sales(session, waiting, report)
+        failed = await self._unknown_buyers(session, sales, report)
+        writer = await _SalesWriter.open(session, self)
+        await writer.write([s for s in sales if s.line not in failed], report)
 
-    async def _owners(
+    async def _unknown_buyers(
         self, session: AsyncSession, sales: list[_Sale], report: ImportReport
-    ) -> _Owners:
+    ) -> set[int]:
+        """The lines naming a customer id or Telegram id that nobody has; phones need no
+        customer, their sales wait for one."""
         ids = {s.customer_id for s in sales if s.customer_id is not None}
         telegrams = {s.telegram_id for s in sales if s.telegram_id is not None}
-        phones = {s.phone for s in sales if s.phone is not None}
-        owners = _Owners()
+        found_ids: set[int] = set()
+        found_telegrams: set[int | None] = set()
         if ids:
-            found = await session.execute(
-                select(Customer.id, Customer.phone).where(Customer.id.in_(ids))
-            )
-            owners.by_id = dict(found.all())
+            found_ids = set(await session.scalars(select(Customer.id).where(Customer.id.in_(ids))))
         if telegrams:
-            by_telegram = await session.execute(
-                select(Customer.telegram_id, Customer.id, Customer.phone).where(
-                    Customer.telegram_id.in_(telegrams)
+            found_telegrams = set(
+                await session.scalars(
+                    select(Customer.telegram_id).where(Customer.telegram_id.in_(telegrams))
                 )
             )
-            owners.by_telegram = {t: (i, p) for t, i, p in by_telegram if t is not None}
-        if phones:
-            by_phone = await session.execute(
-                select(Customer.phone, Customer.id).where(Customer.phone.in_(phones))
-            )
-            owners.by_phone = {p: i for p, i in by_phone if p is not None}
+        failed: set[int] = set()
         for sale in sales:
-            if sale.customer_id is not None and sale.customer_id not in owners.by_id:
+            if sale.customer_id is not None and sale.customer_id not in found_ids:
                 report.reject(sale.line, "customer_id", "no_customer", id=sale.customer_id)
-                owners.failed.add(sale.line)
-            if sale.telegram_id is not None and sale.telegram_id not in owners.by_telegram:
+                failed.add(sale.line)
+            if sale.telegram_id is not None and sale.telegram_id not in found_telegrams:
                 report.reject(sale.line, "telegram_id", "no_telegram_customer")
-                owners.failed.add(sale.line)
-        return owners
-
-    async def _insert_sales(
-        self, session: AsyncSession, rows: list[_Row], report: ImportReport
-    ) -> None:
-        if not rows:
-            return
-        now = self.clock.now()
-        dialect_insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
-        # One statement run over many rows: compiled once, sent in batches by the driver.
-        statement = (
-            dialect_insert(Purchase)
-            .on_conflict_do_nothing(index_elements=["reference"])
-            .returning(Purchase.id, Purchase.reference)
-        )
-        values = [
-            {
-                "customer_id": r.customer_id,
-                "phone": r.phone,
-                "reference": r.sale.reference,
-                "amount": r.sale.amount,
-                "currency": r.sale.currency,
-                "occurred_at": r.sale.occurred_at,
-                "store": r.sale.store,
-                "channel": "import",
-                "refund_of_id": None,
-                "created_at": now,
-            }
-            for r in rows
-        ]
-        connection = await session.connection()
-        result = await connection.execute(statement, values)
-        ids = {ref: pid for pid, ref in result}
-        inserted = [r for r in rows if r.sale.reference in ids]
-        report.created += len(inserted)
-        # Recorded by someone else between our check and our insert: theirs stands.
-        report.unchanged += len(rows) - len(inserted)
-        await self._credit(session, inserted, ids, report)
-
-    async def _credit(
-        self,
-        session: AsyncSession,
-        rows: list[_Row],
-        ids: dict[str, int],
-        report: ImportReport,
-    ) -> None:
-        """Points for new sales, each at the tier its customer held just before it:
-        spend over the trailing year, counting sales already recorded and the earlier rows
-        of this file, as if they had been recorded one by one."""
-        owned = [r for r in rows if r.customer_id is not None]
-        if not owned:
-            return
-        customers = {r.customer_id for r in owned}
-        first = min(r.sale.occurred_at for r in owned) - TRAILING
-        last = max(r.sale.occurred_at for r in owned)
-        new_ids = {ids[r.sale.reference]: index for index, r in enumerate(owned)}
-        history: dict[int, list[tuple[datetime, Decimal, int]]] = {}
-        found = await session.execute(self._history(customers, first, last))
-        for purchase_id, customer_id, occurred, amount in found:
-            if customer_id is not None:
-                order = new_ids.get(purchase_id, -1)
-                history.setdefault(customer_id, []).append((occurred, amount, order))
-        now = self.clock.now()
-        entries = []
-        for index, row in enumerate(owned):
-            moment = row.sale.occurred_at
-            spend = sum(
-                (
-                    amount
-                    for occurred, amount, order in history.get(row.customer_id or 0, [])
-                    if moment - TRAILING <= occurred < moment and order < index
-                ),
-                Decimal(0),
-            )
-            points = points_for(row.sale.amount, self.policy, self.policy.tier_for_spend(spend))
-            if points:
-                entries.append(
-                    {
-                        "customer_id": row.customer_id,
-                        "delta": points,
-                        "reason": "purchase",
-                        "reference": row.sale.reference,
-                        "purchase_id": ids[row.sale.reference],
-                        "expires_at": self.loyalty.expiry_for(moment),
-                        "created_at": now,
-                    }
-                )
-                report.points += points
-        for start in range(0, len(entries), 500):
-            await session.execute(insert(PointsEntry), entries[start : start + 500])
-
-    def _history(
-        self, customers: set[int | None], first: datetime, last: datetime
-    ) -> Select[int, int | None, datetime, Decimal]:
-        """The customers' purchases in [first, last). On PostgreSQL one index lookup per
-        customer (a lateral join), so that a planner without statistics for the rows this
-        import wrote cannot choose to read the whole period instead."""
-        columns = (Purchase.id, Purchase.customer_id, Purchase.occurred_at, Purchase.amount)
-        if self.db.dialect != "postgresql":
-            return select(*columns).where(
-                Purchase.customer_id.in_(customers),
-                Purchase.occurred_at >= first,
-                Purchase.occurred_at < last,
-            )
-        wanted = (
-            func.unnest(cast([c for c in customers if c is not None], ARRAY(Integer)))
-            .table_valued("id")
-            .render_derived()
-        )
-        per_customer = (
-            select(*columns)
-            .where(
-                Purchase.customer_id == wanted.c.id,
-                Purchase.occurred_at >= first,
-                Purchase.occurred_at < last,
-            )
-            .lateral()
-        )
-        return select(*per_customer.c).select_from(wanted).join(per_customer, true())
-
-    async def _refund(self, session: AsyncSession, sale: _Sale, report: ImportReport) -> None:
-        # The checks that may refuse a refund all come before anything is written.
-        try:
-            result = await self.loyalty.record_in(
-                session,
-                Sale(
-                    reference=sale.reference,
-                    amount=sale.amount,
-                    occurred_at=sale.occurred_at,
-                    channel="import",
-                    currency=sale.currency,
-                    phone=sale.phone,
-                    customer_id=sale.customer_id,
-                    telegram_id=sale.telegram_id,
-                    refund_of=sale.refund_of,
-                    store=sale.store,
-                ),
-            )
-        except SaleError as error:
-            report.reject(sale.line, error.field, "sale", detail=error.reason)
-            return
-        report.created += 1
-        report.points += result.points_awarded
+                failed.add(sale.line)
+        return failed
 
     # --- customers -------------------------------------------------------------------------
 
@@ -524,37 +394,29 @@ class Importer:
         rows = _Rows(lines, report)
         if not rows.header(CUSTOMER_COLUMNS, required=("phone",)):
             return report
-        try:
-            async with self.db.transaction() as session:
-                statistics = _Statistics(self.db.dialect, "customers")
-                for batch in rows.batches(batch_size):
-                    people = [
-                        p for line, values in batch if (p := self._person(line, values, report))
-                    ]
-                    await self._write_people(session, people, report)
-                    await statistics.refresh(session, report.created)
-                    if progress is not None:
-                        progress(report.rows)
-                if report.error_count:
-                    raise _Rejected
-                record_audit(
-                    session,
-                    at=self.clock.now(),
-                    actor=actor,
-                    action="import.customers",
-                    target_type="file",
-                    target_id=source or None,
-                    after={
-                        "rows": report.rows,
-                        "created": report.created,
-                        "updated": report.updated,
-                        "unchanged": report.unchanged,
-                    },
-                )
-        except _Rejected:
-            return report
-        report.applied = True
-        return report
+
+        async def write(session: AsyncSession, batch: _Batch) -> None:
+            people = [
+                p
+                for line, values in batch
+                if (p := self._person(line, dict(zip(rows.columns, values, strict=False)), report))
+            ]
+            await self._write_people(session, people, report)
+
+        return await self._apply(
+            rows,
+            write,
+            batch_size,
+            progress,
+            actor=actor,
+            source=source,
+            summary=lambda: {
+                "rows": report.rows,
+                "created": report.created,
+                "updated": report.updated,
+                "unchanged": report.unchanged,
+            },
+        )
 
     def _person(self, line: int, values: dict[str, str], report: ImportReport) -> _Person | None:
         errors = report.error_count
@@ -636,8 +498,486 @@ class Importer:
             rows = list(fresh.values())
             for start in range(0, len(rows), 500):
                 await session.execute(insert(Customer), rows[start : start + 500])
-        # Loaded customers were changed through the session; keep its memory to a batch.
-        session.expunge_all()
+
+
+class _SalesWriter:
+    """A batch of sales and refunds written set-based, a few statements per batch whatever
+    its length, with the ledger `record_purchase` would write taking the rows one by one.
+
+    Every new row gets its purchase id first, in file order, so that "recorded before" is
+    "has a smaller id". The sales go in through the driver itself (SQLAlchemy's per-row work
+    would cost more than the database's), skipping references already recorded. Then the
+    refunds, which the same checks as `Loyalty.record_purchase` accept or refuse against
+    what came before them. Then each sale's points at the tier its customer held just
+    before it (the trailing year's spend, refunds included), and each refund's share of
+    what its sale earned, never more than the balance at that moment."""
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        tables: _SqliteTables | _PostgresTables,
+        importer: Importer,
+    ) -> None:
+        self.session = session
+        self.tables = tables
+        self.importer = importer
+
+    @staticmethod
+    async def open(session: AsyncSession, importer: Importer) -> _SalesWriter:
+        connection = await session.connection()
+        postgres = connection.dialect.name == "postgresql"
+        if postgres:
+            # Through SQLAlchemy, so that its transaction has begun when the driver is used.
+            await connection.exec_driver_sql(_PG_STAGING)
+        driver = (await connection.get_raw_connection()).driver_connection
+        currency = importer.policy.currency
+        tables = _PostgresTables(driver, currency) if postgres else _SqliteTables(driver, currency)
+        return _SalesWriter(session, tables, importer)
+
+    async def write(self, rows: list[_Sale], report: ImportReport) -> None:
+        fresh: list[_Sale] = []
+        seen: set[str] = set()
+        for sale in rows:
+            # The same reference twice in a batch: the first is recorded, the second known.
+            if sale.reference in seen:
+                report.unchanged += 1
+                continue
+            seen.add(sale.reference)
+            fresh.append(sale)
+        if not fresh:
+            return
+        now = self.importer.clock.now()
+        numbered = list(zip(await self.tables.reserve(len(fresh)), fresh, strict=True))
+        sales = [(pid, s) for pid, s in numbered if s.amount > 0]
+        await self.tables.insert_sales(sales, now)
+        refunds = await self._refunds([(pid, s) for pid, s in numbered if s.amount < 0], report)
+        credited = await self.tables.credited(sales)
+        report.created += len(credited) + len(refunds)
+        # Recorded before (or by someone else between our reads and our insert): theirs stands.
+        report.unchanged += len(sales) - len(credited)
+        await self._ledger(numbered, credited, refunds, now, report)
+
+    async def _refunds(
+        self, refunds: list[tuple[int, _Sale]], report: ImportReport
+    ) -> dict[int, _Refund]:
+        """The batch's new refunds that pass `check_refund`, written; by purchase id."""
+        if not refunds:
+            return {}
+        session = self.session
+        known = set(
+            await session.scalars(
+                select(Purchase.reference).where(
+                    Purchase.reference.in_({s.reference for _, s in refunds})
+                )
+            )
+        )
+        found = await session.execute(
+            select(
+                Purchase.reference,
+                Purchase.id,
+                Purchase.amount,
+                Purchase.customer_id,
+                Purchase.phone,
+            ).where(Purchase.reference.in_({s.refund_of for _, s in refunds}))
+        )
+        originals = {
+            ref: _Original(pid, amount, cid, phone) for ref, pid, amount, cid, phone in found
+        }
+        refunded: dict[int, Decimal] = {}
+        if originals:
+            earlier = await session.execute(
+                select(Purchase.refund_of_id, func.sum(Purchase.amount))
+                .where(Purchase.refund_of_id.in_({o.id for o in originals.values()}))
+                .group_by(Purchase.refund_of_id)
+            )
+            refunded = {pid: Decimal(total) for pid, total in earlier if pid is not None}
+        buyers = await self._buyers([s for _, s in refunds])
+        accepted: dict[int, _Refund] = {}
+        for pid, sale in refunds:
+            if sale.reference in known:
+                report.unchanged += 1
+                continue
+            original = originals.get(sale.refund_of or "")
+            # A sale further down the file is not recorded yet when its refund comes.
+            if original is not None and original.id > pid:
+                original = None
+            target = None
+            if original is not None:
+                target = RefundTarget(
+                    original.amount, original.customer_id, refunded.get(original.id, Decimal(0))
+                )
+            try:
+                check_refund(sale.refund_of or "", sale.amount, target, buyers.get(sale.line))
+            except SaleError as error:
+                report.reject(sale.line, error.field, "sale", detail=error.reason)
+                continue
+            assert original is not None
+            refunded[original.id] = refunded.get(original.id, Decimal(0)) + sale.amount
+            known.add(sale.reference)
+            accepted[pid] = _Refund(sale, original)
+        if accepted:
+            now = self.importer.clock.now()
+            await session.execute(
+                insert(Purchase),
+                [
+                    {
+                        "id": pid,
+                        "customer_id": r.original.customer_id,
+                        "phone": r.original.phone,
+                        "reference": r.sale.reference,
+                        "amount": r.sale.amount,
+                        "currency": r.sale.currency,
+                        "occurred_at": r.sale.occurred_at,
+                        "store": r.sale.store,
+                        "channel": "import",
+                        "refund_of_id": r.original.id,
+                        "created_at": now,
+                    }
+                    for pid, r in accepted.items()
+                ],
+            )
+        return accepted
+
+    async def _buyers(self, refunds: list[_Sale]) -> dict[int, int]:
+        """The customer each refund names itself, by line, for those that name one."""
+        session = self.session
+        phones = {s.phone for s in refunds if s.phone is not None}
+        telegrams = {s.telegram_id for s in refunds if s.telegram_id is not None}
+        by_phone: dict[str | None, int] = {}
+        by_telegram: dict[int | None, int] = {}
+        if phones:
+            found = await session.execute(
+                select(Customer.phone, Customer.id).where(Customer.phone.in_(phones))
+            )
+            by_phone = {phone: cid for phone, cid in found}
+        if telegrams:
+            tg_found = await session.execute(
+                select(Customer.telegram_id, Customer.id).where(Customer.telegram_id.in_(telegrams))
+            )
+            by_telegram = {telegram: cid for telegram, cid in tg_found}
+        buyers: dict[int, int] = {}
+        for sale in refunds:
+            buyer = sale.customer_id
+            if buyer is None and sale.telegram_id is not None:
+                buyer = by_telegram.get(sale.telegram_id)
+            if buyer is None and sale.phone is not None:
+                buyer = by_phone.get(sale.phone)
+            if buyer is not None:
+                buyers[sale.line] = buyer
+        return buyers
+
+    async def _ledger(
+        self,
+        numbered: list[tuple[int, _Sale]],
+        credited: list[_Credited],
+        refunds: dict[int, _Refund],
+        now: datetime,
+        report: ImportReport,
+    ) -> None:
+        """The ledger lines of the batch, in file order."""
+        policy, loyalty = self.importer.policy, self.importer.loyalty
+        sales = {pid: (cid, spend) for pid, cid, spend in credited if cid is not None}
+        refunded: dict[int, tuple[int, _Original]] = {}
+        for pid, refund in refunds.items():
+            if refund.original.customer_id is not None:
+                refunded[pid] = (refund.original.customer_id, refund.original)
+        owners = {r.original.customer_id for r in refunds.values()} - {None}
+        balances: dict[int | None, int] = {}
+        earned: dict[int, int] = {}
+        if owners:
+            found = await self.session.execute(
+                select(PointsEntry.customer_id, func.sum(PointsEntry.delta))
+                .where(PointsEntry.customer_id.in_(owners))
+                .group_by(PointsEntry.customer_id)
+            )
+            balances = {cid: int(total) for cid, total in found}
+            gained = await self.session.execute(
+                select(PointsEntry.purchase_id, func.sum(PointsEntry.delta))
+                .where(
+                    PointsEntry.purchase_id.in_({r.original.id for r in refunds.values()}),
+                    PointsEntry.reason == "purchase",
+                )
+                .group_by(PointsEntry.purchase_id)
+            )
+            earned = {pid: int(total) for pid, total in gained if pid is not None}
+        entries: list[_Entry] = []
+        for pid, sale in numbered:
+            if pid in sales:
+                cid, spend = sales[pid]
+                tier = policy.tier_for_spend(Decimal(spend).scaleb(-2))
+                points = points_for(sale.amount, policy, tier)
+                earned[pid] = points
+                if points:
+                    expires = loyalty.expiry_for(sale.occurred_at)
+                    entries.append((cid, points, sale.reference, pid, expires, "purchase"))
+                    report.points += points
+                    if cid in owners:
+                        balances[cid] = balances.get(cid, 0) + points
+            elif pid in refunded:
+                cid, original = refunded[pid]
+                owed = refund_share(sale.amount, original.amount, earned.get(original.id, 0))
+                delta = -min(owed, balances.get(cid, 0))
+                if delta:
+                    entries.append((cid, delta, sale.reference, pid, None, "refund"))
+                    report.points += delta
+                    balances[cid] = balances.get(cid, 0) + delta
+        if entries:
+            await self.tables.ledger(entries, now)
+
+
+@dataclass(frozen=True)
+class _Original:
+    """The purchase a refund names."""
+
+    id: int
+    amount: Decimal
+    customer_id: int | None
+    phone: str | None
+
+
+@dataclass(frozen=True)
+class _Refund:
+    sale: _Sale
+    original: _Original
+
+
+class _SqliteTables:
+    """The batch on SQLite. The import holds SQLite's one write lock from its first write,
+    so ids after the largest one are free for it to give."""
+
+    def __init__(self, driver: Any, currency: str) -> None:
+        self.driver = driver
+        self.currency = currency
+
+    async def reserve(self, count: int) -> list[int]:
+        # A write that changes nothing takes the lock before the largest id is read.
+        await self.driver.execute("DELETE FROM purchases WHERE false")
+        found = await self.driver.execute_fetchall("SELECT COALESCE(MAX(id), 0) FROM purchases")
+        last = next(iter(found))[0]
+        return list(range(last + 1, last + 1 + count))
+
+    async def insert_sales(self, sales: list[tuple[int, _Sale]], now: datetime) -> None:
+        currency, created = self.currency, _sqlite_moment(now)
+        await self.driver.executemany(
+            _SQLITE_INSERT,
+            [
+                (
+                    s.customer_id,
+                    s.telegram_id,
+                    s.phone,
+                    pid,
+                    s.reference,
+                    _cents(s.amount),
+                    currency,
+                    _sqlite_moment(s.occurred_at),
+                    s.store,
+                    created,
+                )
+                for pid, s in sales
+            ],
+        )
+
+    async def credited(self, sales: list[tuple[int, _Sale]]) -> list[_Credited]:
+        if not sales:
+            return []
+        found = await self.driver.execute_fetchall(_SQLITE_CREDITED, (sales[0][0], sales[-1][0]))
+        return [(pid, cid, spend) for pid, cid, spend in found]
+
+    async def ledger(self, entries: list[_Entry], now: datetime) -> None:
+        created = _sqlite_moment(now)
+        await self.driver.executemany(
+            _SQLITE_LEDGER,
+            [
+                (
+                    cid,
+                    delta,
+                    ref,
+                    pid,
+                    _sqlite_moment(expires) if expires else None,
+                    reason,
+                    created,
+                )
+                for cid, delta, ref, pid, expires, reason in entries
+            ],
+        )
+
+
+class _PostgresTables:
+    """The batch on PostgreSQL: its ids taken from the sequence, the sales COPY'd into a
+    temporary table and inserted from there by one INSERT ... SELECT, the ledger COPY'd."""
+
+    def __init__(self, driver: Any, currency: str) -> None:
+        self.driver = driver
+        self.currency = currency
+        self.inserted: list[tuple[int, int | None]] = []
+
+    async def reserve(self, count: int) -> list[int]:
+        return sorted(await self.driver.fetchval(_PG_NEW_IDS, count))
+
+    async def insert_sales(self, sales: list[tuple[int, _Sale]], now: datetime) -> None:
+        self.inserted = []
+        if not sales:
+            return
+        await self.driver.execute("TRUNCATE import_sales")
+        await self.driver.copy_records_to_table(
+            "import_sales",
+            records=[
+                (
+                    pid,
+                    s.reference,
+                    _cents(s.amount),
+                    s.occurred_at,
+                    s.store,
+                    s.phone,
+                    s.customer_id,
+                    s.telegram_id,
+                )
+                for pid, s in sales
+            ],
+            columns=_PG_STAGED,
+        )
+        found = await self.driver.fetch(_PG_INSERT, self.currency, now)
+        self.inserted = [(pid, cid) for pid, cid in found]
+
+    async def credited(self, sales: list[tuple[int, _Sale]]) -> list[_Credited]:
+        moments = {pid: s.occurred_at for pid, s in sales}
+        owned = [(pid, cid) for pid, cid in self.inserted if cid is not None]
+        spends: dict[int, int] = {}
+        if owned:
+            found = await self.driver.fetch(
+                _PG_SPEND,
+                [pid for pid, _ in owned],
+                [cid for _, cid in owned],
+                [moments[pid] - TRAILING for pid, _ in owned],
+                [moments[pid] for pid, _ in owned],
+            )
+            spends = {pid: spend for pid, spend in found}
+        return [(pid, cid, spends.get(pid, 0)) for pid, cid in self.inserted]
+
+    async def ledger(self, entries: list[_Entry], now: datetime) -> None:
+        await self.driver.copy_records_to_table(
+            "points_ledger",
+            records=[(*entry, now) for entry in entries],
+            columns=_LEDGER_COLUMNS,
+        )
+
+
+# A sale the batch wrote: id, customer_id, and the customer's spend in cents over the
+# year before it (0 without a customer).
+_Credited = tuple[int, int | None, int]
+# A ledger line: customer_id, points, reference, purchase_id, expires_at, reason.
+_Entry = tuple[int, int, str, int, datetime | None, str]
+
+
+def _cents(amount: Decimal) -> int:
+    """Money as the `Money` column stores it; the import has checked it has two decimals."""
+    return int(amount * 100)
+
+
+def _sqlite_moment(moment: datetime) -> str:
+    """A time as SQLAlchemy stores a `UTCDateTime` in SQLite: UTC, to the microsecond."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+# On PostgreSQL the run is staged here (ON COMMIT DROP: it lasts as long as the import).
+_PG_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS import_sales (
+    id integer NOT NULL, reference varchar(128) NOT NULL, amount bigint NOT NULL,
+    occurred_at timestamptz NOT NULL, store varchar(64), phone varchar(20),
+    customer_id integer, telegram_id bigint)
+ON COMMIT DROP
+"""
+_PG_STAGED = (
+    "id",
+    "reference",
+    "amount",
+    "occurred_at",
+    "store",
+    "phone",
+    "customer_id",
+    "telegram_id",
+)
+_PG_NEW_IDS = """
+SELECT array_agg(nextval(pg_get_serial_sequence('purchases', 'id'))) FROM generate_series(1, $1)
+"""
+# A given customer_id or telegram_id brings that customer's phone; a phone brings the
+# customer who linked it, if anyone has.
+_PG_INSERT = """
+INSERT INTO purchases (id, customer_id, phone, reference, amount, currency, occurred_at,
+                       store, channel, created_at)
+SELECT s.id, COALESCE(s.customer_id, t.id, p.id),
+       CASE WHEN s.phone IS NOT NULL THEN s.phone
+            WHEN s.customer_id IS NOT NULL THEN i.phone ELSE t.phone END,
+       s.reference, s.amount, $1, s.occurred_at, s.store, 'import', $2
+FROM import_sales s
+LEFT JOIN customers i ON i.id = s.customer_id
+LEFT JOIN customers t ON t.telegram_id = s.telegram_id
+LEFT JOIN customers p ON p.phone = s.phone
+ON CONFLICT (reference) DO NOTHING
+RETURNING id, customer_id
+"""
+_PG_SPEND = """
+SELECT r.id, (
+    SELECT COALESCE(SUM(q.amount), 0) FROM purchases q
+    WHERE q.customer_id = r.customer_id AND q.occurred_at >= r.since
+      AND q.occurred_at < r.occurred_at AND q.id < r.id)
+FROM unnest($1::integer[], $2::integer[], $3::timestamptz[], $4::timestamptz[])
+    AS r(id, customer_id, since, occurred_at)
+"""
+_SQLITE_INSERT = """
+INSERT INTO purchases (customer_id, phone, id, reference, amount, currency, occurred_at,
+                       store, channel, created_at)
+VALUES (
+    COALESCE(?1, (SELECT id FROM customers WHERE telegram_id = ?2),
+             (SELECT id FROM customers WHERE phone = ?3)),
+    COALESCE(?3, (SELECT phone FROM customers WHERE id = ?1),
+             (SELECT phone FROM customers WHERE telegram_id = ?2)),
+    ?4, ?5, ?6, ?7, ?8, ?9, 'import', ?10)
+ON CONFLICT (reference) DO NOTHING
+"""
+# Times are stored as UTC text to the microsecond, "YYYY-MM-DD HH:MM:SS.ffffff", and the
+# trailing year is whole days: the year before a sale starts on the date so many days
+# earlier at the same time of day.
+_SQLITE_CREDITED = f"""
+SELECT p.id, p.customer_id, CASE WHEN p.customer_id IS NULL THEN 0 ELSE (
+    SELECT COALESCE(SUM(q.amount), 0) FROM purchases q
+    WHERE q.customer_id = p.customer_id
+      AND q.occurred_at >= date(substr(p.occurred_at, 1, 10), '-{TRAILING.days} days')
+                           || substr(p.occurred_at, 11)
+      AND q.occurred_at < p.occurred_at AND q.id < p.id) END
+FROM purchases p WHERE p.id BETWEEN ? AND ? AND p.refund_of_id IS NULL
+"""
+_LEDGER_COLUMNS = (
+    "customer_id",
+    "delta",
+    "reference",
+    "purchase_id",
+    "expires_at",
+    "reason",
+    "created_at",
+)
+_SQLITE_LEDGER = """
+INSERT INTO points_ledger (customer_id, delta, reference, purchase_id, expires_at, reason,
+                           created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+@asynccontextmanager
+async def _page_cache(session: AsyncSession) -> AsyncIterator[None]:
+    """SQLite's page cache (2 MB unless set) holds little of the indexes an import writes
+    into all over, and reading pages back costs more than the writing: the import's
+    connection gets IMPORT_CACHE_KIB while it runs, and its own size back after."""
+    connection = await session.connection()
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    before = int((await connection.exec_driver_sql("PRAGMA cache_size")).scalar_one())
+    await connection.exec_driver_sql(f"PRAGMA cache_size = -{IMPORT_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        await connection.exec_driver_sql(f"PRAGMA cache_size = {before}")
 
 
 class _Statistics:
@@ -657,21 +997,6 @@ class _Statistics:
         if self.enabled and written >= self.next:
             await session.execute(text(f"ANALYZE {self.table}"))
             self.next = 2 * written
-
-
-@dataclass
-class _Owners:
-    by_id: dict[int, str | None] = field(default_factory=dict)
-    by_telegram: dict[int, tuple[int, str | None]] = field(default_factory=dict)
-    by_phone: dict[str, int] = field(default_factory=dict)
-    failed: set[int] = field(default_factory=set)
-
-    def of(self, sale: _Sale) -> tuple[int | None, str | None]:
-        if sale.customer_id is not None:
-            return sale.customer_id, self.by_id.get(sale.customer_id)
-        if sale.telegram_id is not None:
-            return self.by_telegram[sale.telegram_id]
-        return self.by_phone.get(sale.phone or ""), sale.phone
 
 
 def _fill(row: dict[str, Any], person: _Person) -> None:
@@ -727,7 +1052,7 @@ def _integer(text: str, column: str, line: int, report: ImportReport) -> int | N
 
 
 class _Rows:
-    """The CSV's header and data rows, as (line number, {column: value}) in batches."""
+    """The CSV's header and data rows, as (line number, values) in batches."""
 
     def __init__(self, lines: Iterable[str], report: ImportReport) -> None:
         self.reader = csv.reader(iter(lines))
@@ -755,30 +1080,53 @@ class _Rows:
             self.report.reject(1, column, "column_twice")
         return self.report.error_count == 0
 
-    def batches(self, size: int) -> Iterator[list[tuple[int, dict[str, str]]]]:
-        batch: list[tuple[int, dict[str, str]]] = []
+    def batches(self, size: int) -> Iterator[_Batch]:
+        """Each row as its stripped values in header order, and one empty value after
+        them, where `_Fields` points the columns the header does not have."""
+        batch: _Batch = []
         width = len(self.columns)
+        reader = self.reader
         while True:
-            start = self.reader.line_num + 1
+            start = reader.line_num + 1
             try:
-                values = next(self.reader, None)
+                values = next(reader, None)
             except (csv.Error, UnicodeDecodeError) as error:
                 _unreadable(self.report, start, error)
                 break
             if values is None:
                 break
-            if not any(v.strip() for v in values):
+            values = [v.strip() for v in values]
+            if not any(values):
                 continue
             self.report.rows += 1
             if len(values) != width:
                 self.report.reject(start, "", "fields", found=len(values), expected=width)
                 continue
-            batch.append((start, {c: v.strip() for c, v in zip(self.columns, values, strict=True)}))
+            values.append("")
+            batch.append((start, values))
             if len(batch) >= size:
                 yield batch
                 batch = []
         if batch:
             yield batch
+
+
+class _Fields:
+    """Where each purchase column is in a row, so that a row is read without a dict."""
+
+    def __init__(self, columns: list[str]) -> None:
+        def at(name: str) -> int:
+            return columns.index(name) if name in columns else len(columns)
+
+        self.reference = at("reference")
+        self.phone = at("phone")
+        self.customer_id = at("customer_id")
+        self.telegram_id = at("telegram_id")
+        self.amount = at("amount")
+        self.currency = at("currency")
+        self.occurred_at = at("occurred_at")
+        self.store = at("store")
+        self.refund_of = at("refund_of")
 
 
 def _unreadable(report: ImportReport, line: int, error: Exception) -> None:

@@ -8,7 +8,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from models import AuditEntry, Customer, PointsEntry, Purchase
 from models.database import Database
@@ -136,17 +136,17 @@ async def test_points_match_recording_the_same_sales_one_by_one(
 
     async with db.transaction() as session:
         for table in (PointsEntry, Purchase):
-            await session.execute(table.__table__.delete())
+            await session.execute(delete(table))
     for reference, who, amount, day in sales:
-        refund = "A-3" if amount.startswith("-") else None
+        refunds = "A-3" if amount.startswith("-") else None
         await loyalty.record_purchase(
             Sale(
                 reference=reference,
                 amount=Decimal(amount),
                 occurred_at=start + timedelta(days=day),
                 channel="api",
-                customer_id=None if refund else who,
-                refund_of=refund,
+                customer_id=None if refunds else who,
+                refund_of=refunds,
             )
         )
     assert imported == await ledger(db)
