@@ -29,7 +29,8 @@ class Purchase(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (
-        Index("ix_purchases_customer_occurred", "customer_id", "occurred_at"),
+        # Holding the amount lets the nightly classification read from the index alone.
+        Index("ix_purchases_customer_occurred_amount", "customer_id", "occurred_at", "amount"),
         Index("ix_purchases_phone_unlinked", "phone"),
         Index("ix_purchases_occurred_at", "occurred_at"),
     )

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from services import tiers as spend_tiers
 from services.rfm import SEGMENTS
 
 Locale = Literal["zh", "en"]
@@ -382,10 +383,7 @@ class Policy(_Strict):
         return self.tiers[-1]
 
     def tier_for_spend(self, spend: Decimal) -> Tier:
-        for tier in self.tiers:
-            if spend >= tier.min_spend:
-                return tier
-        return self.tiers[-1]
+        return spend_tiers.tier_for_spend(spend, self.tiers)
 
 
 def default_policy_text() -> str:

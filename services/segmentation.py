@@ -1,9 +1,12 @@
 """The nightly classification (客户分类): RFM segment, ABC class, tier and churn risk for
 every customer, written as one snapshot row each with the time it was computed.
 
-Everything is loaded set-based (a handful of grouped SQL queries, whatever the number of
-customers), computed with numpy by services/rfm.py, abc.py, tiers.py and bgnbd.py, and
-written in batches.
+The database does the counting: one grouped query gives every customer's window,
+trailing-twelve-month and purchase-day figures (plus two small ones for complaints and low
+ratings), read in partitions into numpy arrays, so memory grows with the number of
+customers, never with the number of purchases. services/rfm.py, abc.py, tiers.py and
+bgnbd.py compute on those arrays, and the snapshots are written in bulk through the driver
+(executemany on SQLite, COPY on PostgreSQL).
 
 - RFM: purchases within the policy window; customers without one are "potential" when
   they never bought and "lost" when they bought before the window. Recency is days since
@@ -31,21 +34,34 @@ capped at 0.95.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
-from decimal import Decimal
-from typing import Any, cast
+from datetime import UTC, date, datetime, timedelta
+from itertools import chain, pairwise
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import ColumnElement, Table, delete, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Date,
+    Integer,
+    and_,
+    case,
+    cast,
+    delete,
+    func,
+    literal_column,
+    select,
+    type_coerce,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import QueryableAttribute
 
 from models import (
     Customer,
@@ -65,7 +81,12 @@ from services.policy import Policy
 
 log = logging.getLogger(__name__)
 
-WRITE_BATCH = 1000
+READ_PARTITION = 50_000
+# The grouped pass is split into this many ranges of customers, each on a connection of its
+# own: the database works on them in parallel (SQLite in its reader threads, PostgreSQL in
+# its backends), which on the two cores of a small server halves the longest step.
+PARALLEL_READS = 2
+WRITE_BATCH = 50_000
 OVERDUE_RISK = 0.6
 LONG_OVERDUE_RISK = 0.8
 COMPLAINT_RISK = 0.1
@@ -76,6 +97,25 @@ MAX_RULE_RISK = 0.95
 MODEL_REASON_AT = 0.5
 
 FloatArray = NDArray[np.float64]
+# Snapshot rows for customers [start, stop), the last column being the given computed_at.
+_Rows = Callable[[int, int, Any], Iterator[tuple[Any, ...]]]
+_EPOCH = date(1970, 1, 1)
+_INDEXED = ("segment", "abc_class", "tier")
+_SNAPSHOT_COLUMNS = (
+    "customer_id",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "r_score",
+    "f_score",
+    "m_score",
+    "segment",
+    "abc_class",
+    "tier",
+    "churn_probability",
+    "risk_reasons",
+    "computed_at",
+)
 
 
 @dataclass(frozen=True)
@@ -119,12 +159,49 @@ class SegmentationReport:
         }
 
 
+@dataclass(frozen=True)
+class _Facts:
+    """Per-customer figures from the database, one array element per customer not erased,
+    in ascending id order. Money is in cents; days count from 1970-01-01 in the business's
+    calendar, NaN for a customer without a purchase day."""
+
+    ids: NDArray[np.int64]
+    frequency: FloatArray  # purchases in the window
+    monetary_cents: NDArray[np.int64]  # net spend in the window
+    spend_cents: NDArray[np.int64]  # net spend over the trailing twelve months
+    purchase_days: FloatArray  # distinct days with a purchase, up to now
+    first_day: FloatArray
+    last_day: FloatArray
+
+    @classmethod
+    def of(cls, table: FloatArray) -> _Facts:
+        """From the rows of the grouped query: id, frequency, monetary, spend, days,
+        first day, last day (the days 0 for a customer without a purchase day)."""
+        has_days = table[:, 4] > 0
+        return cls(
+            ids=table[:, 0].astype(np.int64),
+            frequency=table[:, 1],
+            monetary_cents=table[:, 2].astype(np.int64),
+            spend_cents=table[:, 3].astype(np.int64),
+            purchase_days=table[:, 4],
+            first_day=np.where(has_days, table[:, 5], np.nan),
+            last_day=np.where(has_days, table[:, 6], np.nan),
+        )
+
+    def at(self, customer_ids: list[int]) -> NDArray[np.intp]:
+        """Positions of the given customers, -1 for those not classified."""
+        keys = np.asarray(customer_ids, dtype=np.int64)
+        found = np.minimum(np.searchsorted(self.ids, keys), max(self.ids.size - 1, 0))
+        hit = self.ids.size > 0 and self.ids[found] == keys
+        return np.where(hit, found, -1).astype(np.intp)
+
+
 @dataclass
 class _Signals:
-    """Per-customer rule signals, aligned with the customer id array."""
+    """Per-customer rule risk, and each customer's reasons (JSON objects, in order)."""
 
     risk: FloatArray
-    reasons: list[list[dict[str, Any]]]
+    reasons: dict[int, list[str]]
 
 
 class Segmentation:
@@ -137,32 +214,12 @@ class Segmentation:
     async def run(self) -> SegmentationReport:
         """Classify every customer not erased and replace their snapshots."""
         rules = self.policy.segmentation
+        unit = rules.model_unit_days
         now = self.clock.now()
-        today = now.astimezone(self.zone).date()
+        today = (now.astimezone(self.zone).date() - _EPOCH).days
+        facts = await self._facts(now)
         async with self.db.session() as session:
-            ids = np.fromiter(
-                await session.scalars(
-                    select(Customer.id).where(Customer.erased_at.is_(None)).order_by(Customer.id)
-                ),
-                dtype=np.int64,
-            )
-            window_rows = await _grouped(
-                session,
-                [
-                    func.count(Purchase.id).filter(Purchase.amount > 0),
-                    func.sum(Purchase.amount),
-                ],
-                Purchase.occurred_at >= now - timedelta(days=rules.window_days),
-                Purchase.occurred_at <= now,
-            )
-            trailing_rows = await _grouped(
-                session,
-                [func.sum(Purchase.amount)],
-                Purchase.occurred_at >= now - TRAILING,
-                Purchase.occurred_at <= now,
-            )
-            history = await self._purchase_days(session, now)
-            complaints = dict(
+            complaints: dict[int, int] = dict(
                 (
                     await session.execute(
                         select(Ticket.customer_id, func.count(Ticket.id))
@@ -175,116 +232,185 @@ class Segmentation:
                 ).all()
             )
             low = await self._lowest_ratings(session, now)
-        n = ids.size
-        position = {int(cid): i for i, cid in enumerate(ids.tolist())}
-
-        def column(rows: list[tuple[Any, ...]], at: int) -> FloatArray:
-            values = np.zeros(n)
-            for row in rows:
-                i = position.get(int(row[0]))
-                if i is not None and row[at] is not None:
-                    values[i] = float(row[at])
-            return values
-
-        frequency = column(window_rows, 1)
-        monetary = column(window_rows, 2)
-        spend = column(trailing_rows, 1)
-
-        summary = bgnbd.summarize_history(
-            history[0], history[1], today, unit_days=rules.model_unit_days
-        )
-        in_history = np.array([position.get(int(c), -1) for c in summary.customer], dtype=np.intp)
-        known = in_history >= 0
-        summary_rows = in_history[known]
-        x, t_x, big_t = summary.frequency[known], summary.recency[known], summary.T[known]
+        n = facts.ids.size
+        history = np.flatnonzero(facts.purchase_days > 0)
+        x = facts.purchase_days[history] - 1
+        t_x = (facts.last_day[history] - facts.first_day[history]) / unit
+        big_t = (today - facts.first_day[history]) / unit
         recency_days = np.full(n, np.nan)
-        recency_days[summary_rows] = np.rint((big_t - t_x) * rules.model_unit_days)
+        recency_days[history] = today - facts.last_day[history]
 
         model, model_risk = self._fit(x, t_x, big_t)
-        signals = self._signals(n, summary_rows, x, t_x, big_t, complaints, low, position)
+        signals = self._signals(n, history, x, t_x, big_t, facts, complaints, low)
         churn = np.full(n, np.nan)
-        churn[summary_rows] = signals.risk[summary_rows]
+        churn[history] = signals.risk[history]
         if model_risk is not None:
-            churn[summary_rows] = np.maximum(churn[summary_rows], model_risk)
-            for row, risk in zip(summary_rows.tolist(), model_risk.tolist(), strict=True):
-                if risk >= MODEL_REASON_AT:
-                    signals.reasons[row].append({"code": "model", "alive": round(1 - risk, 3)})
+            churn[history] = np.maximum(churn[history], model_risk)
+            named = model_risk >= MODEL_REASON_AT
+            alive = np.round(1 - model_risk[named], 3)
+            for row, value in zip(history[named].tolist(), alive.tolist(), strict=True):
+                signals.reasons.setdefault(row, []).append(
+                    f'{{"code": "model", "alive": {value!r}}}'
+                )
 
-        scored = frequency >= 1
-        segment = np.where(np.isnan(recency_days), "potential", "lost").astype(object)
+        monetary = facts.monetary_cents / 100
+        scored = facts.frequency >= 1
+        # Codes index rfm.SEGMENTS, plus one more for customers who never bought.
+        segment_keys = [*rfm.SEGMENTS, "potential"]
+        segment_codes = np.where(
+            np.isnan(recency_days), segment_keys.index("potential"), rfm.SEGMENTS.index("lost")
+        ).astype(np.uint8)
         r = np.zeros(n, dtype=np.uint8)
         f = np.zeros(n, dtype=np.uint8)
         m = np.zeros(n, dtype=np.uint8)
         if scored.any():
             # Recency for scoring only: a window purchase always has a purchase day.
             scores = rfm.score_rfm(
-                np.nan_to_num(recency_days[scored]), frequency[scored], monetary[scored]
+                np.nan_to_num(recency_days[scored]), facts.frequency[scored], monetary[scored]
             )
             r[scored], f[scored], m[scored] = scores.r, scores.f, scores.m
-            segment[scored] = scores.segment_keys()
+            segment_codes[scored] = scores.segment
         classes = np.full(n, 2, dtype=np.uint8)
         classes[scored] = abc.classify_abc(
             monetary[scored], a_share=rules.abc_a_share, b_share=rules.abc_b_share
         )
-        tier_rules = [tiers.Tier(t.key, t.min_spend) for t in self.policy.tiers]
-        tier_index = tiers.classify_tiers(spend, tier_rules)
+        tier_rules = self.policy.tiers
+        tier_index = tiers.classify_tiers(facts.spend_cents / 100, tier_rules)
 
-        def snapshot(i: int) -> dict[str, Any]:
-            return {
-                "customer_id": int(ids[i]),
-                "recency_days": None if np.isnan(recency_days[i]) else int(recency_days[i]),
-                "frequency": int(frequency[i]),
-                "monetary": Decimal(str(round(monetary[i], 2))),
-                "r_score": int(r[i]) or None,
-                "f_score": int(f[i]) or None,
-                "m_score": int(m[i]) or None,
-                "segment": str(segment[i]),
-                "abc_class": abc.ABC_CLASSES[classes[i]],
-                "tier": tier_rules[tier_index[i]].key,
-                "churn_probability": None if np.isnan(churn[i]) else round(float(churn[i]), 4),
-                "risk_reasons": signals.reasons[i] or None,
-                "computed_at": now,
-            }
+        def rows(start: int, stop: int, stamp: Any) -> Iterator[tuple[Any, ...]]:
+            window = slice(start, stop)
+            reasons = signals.reasons
+            for i, cid, recency, freq, cents, rs, fs, ms, seg, cls, tier, risk in zip(
+                range(start, stop),
+                facts.ids[window].tolist(),
+                recency_days[window].tolist(),
+                facts.frequency[window].tolist(),
+                facts.monetary_cents[window].tolist(),
+                r[window].tolist(),
+                f[window].tolist(),
+                m[window].tolist(),
+                segment_codes[window].tolist(),
+                classes[window].tolist(),
+                tier_index[window].tolist(),
+                np.round(churn[window], 4).tolist(),
+                strict=True,
+            ):
+                # NaN, the only value unequal to itself, stands for "none" in the arrays.
+                yield (
+                    cid,
+                    None if recency != recency else int(recency),
+                    int(freq),
+                    cents,
+                    rs or None,
+                    fs or None,
+                    ms or None,
+                    segment_keys[seg],
+                    abc.ABC_CLASSES[cls],
+                    tier_rules[tier].key,
+                    None if risk != risk else risk,
+                    f"[{', '.join(reasons[i])}]" if i in reasons else None,
+                    stamp,
+                )
 
-        await self._write(n, snapshot)
+        await self._write(n, rows, now)
         return SegmentationReport(
             computed_at=now,
             customers=n,
             buyers=int(scored.sum()),
             window_days=rules.window_days,
             abc=abc.summarize_abc(monetary[scored], classes[scored]),
-            segments=dict(Counter(str(s) for s in segment.tolist())),
+            segments={
+                segment_keys[code]: count for code, count in Counter(segment_codes.tolist()).items()
+            },
             tiers=dict(Counter(tier_rules[i].key for i in tier_index.tolist())),
             at_risk=int(np.sum(np.nan_to_num(churn) >= 0.5)),
             model=model,
         )
 
-    async def _purchase_days(
-        self, session: AsyncSession, now: datetime
-    ) -> tuple[NDArray[np.int64], NDArray[np.datetime64]]:
-        """Every (customer, local purchase day) with a purchase, distinct."""
-        day = self._local_day(session, now)
-        rows = (
-            await session.execute(
-                select(Purchase.customer_id, day)
-                .where(
-                    Purchase.customer_id.is_not(None),
-                    Purchase.amount > 0,
-                    Purchase.occurred_at <= now,
-                )
-                .group_by(Purchase.customer_id, day)
-            )
-        ).all()
-        customers = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-        days = np.array([row[1] for row in rows], dtype="datetime64[D]")
-        return customers, days
+    async def _facts(self, now: datetime) -> _Facts:
+        """Every customer's figures in one grouped pass over the purchases, split into
+        ranges of customer ids that run side by side on connections of their own."""
+        async with self.db.session() as session:
+            low, high = (
+                await session.execute(select(func.min(Customer.id), func.max(Customer.id)))
+            ).one()
+        if low is None:
+            return _Facts.of(np.empty((0, 7)))
+        edges = np.linspace(low, high + 1, PARALLEL_READS + 1).astype(np.int64).tolist()
+        parts = await asyncio.gather(
+            *(self._facts_between(now, start, stop) for start, stop in pairwise(edges))
+        )
+        return _Facts.of(np.concatenate(parts))
 
-    def _local_day(self, session: AsyncSession, now: datetime) -> ColumnElement[Any]:
-        if session.get_bind().dialect.name == "postgresql":
-            return func.date(func.timezone(self.zone.key, Purchase.occurred_at))
+    async def _facts_between(self, now: datetime, start: int, stop: int) -> NDArray[np.float64]:
+        """The figures of customers with start <= id < stop, one row each, by id."""
+        rules = self.policy.segmentation
+        amount = type_coerce(Purchase.amount, BigInteger)
+        day = self._local_day(now, Purchase.occurred_at)
+        in_window = Purchase.occurred_at >= now - timedelta(days=rules.window_days)
+        bought = Purchase.amount > 0
+        per_customer = (
+            select(
+                Purchase.customer_id.label("customer_id"),
+                func.count(case((and_(in_window, bought), 1))).label("frequency"),
+                func.sum(case((in_window, amount))).label("monetary"),
+                func.sum(case((Purchase.occurred_at >= now - TRAILING, amount))).label("spend"),
+                func.count(case((bought, day)).distinct()).label("days"),
+                # Days follow time, so the first and last days come from the first and
+                # last times: two conversions per customer instead of per purchase.
+                self._local_day(now, func.min(case((bought, Purchase.occurred_at)))).label(
+                    "first_day"
+                ),
+                self._local_day(now, func.max(case((bought, Purchase.occurred_at)))).label(
+                    "last_day"
+                ),
+            )
+            .where(
+                Purchase.customer_id >= start,
+                Purchase.customer_id < stop,
+                Purchase.occurred_at <= now,
+            )
+            .group_by(Purchase.customer_id)
+            .subquery()
+        )
+        c = per_customer.c
+        query = (
+            select(
+                Customer.id,
+                func.coalesce(c.frequency, 0),
+                func.coalesce(c.monetary, 0),
+                func.coalesce(c.spend, 0),
+                func.coalesce(c.days, 0),
+                func.coalesce(c.first_day, 0),
+                func.coalesce(c.last_day, 0),
+            )
+            .outerjoin(per_customer, c.customer_id == Customer.id)
+            .where(Customer.id >= start, Customer.id < stop, Customer.erased_at.is_(None))
+            .order_by(Customer.id)
+        )
+        # Ids, counts, cents and day numbers are integers well inside float64's exact range.
+        blocks = [np.empty((0, 7))]
+        # Read in a transaction: PostgreSQL streams through a cursor only inside one.
+        async with self.db.transaction() as session:
+            connection = await session.connection()
+            result = await connection.stream(query)
+            async for partition in result.partitions(READ_PARTITION):
+                values = chain.from_iterable(partition)
+                block = np.fromiter(values, dtype=np.float64, count=7 * len(partition))
+                blocks.append(block.reshape(-1, 7))
+        return np.concatenate(blocks)
+
+    def _local_day(
+        self, now: datetime, moment: ColumnElement[Any] | QueryableAttribute[Any]
+    ) -> ColumnElement[int]:
+        """The moment's day in the business's calendar, as days since 1970-01-01."""
+        if self.db.dialect == "postgresql":
+            local = cast(func.timezone(self.zone.key, moment), Date)
+            return type_coerce(local - literal_column("DATE '1970-01-01'"), Integer)
         # SQLite keeps UTC text; the zone's current offset moves it to the local day.
         offset = now.astimezone(self.zone).utcoffset() or timedelta(0)
-        return func.date(Purchase.occurred_at, f"{int(offset.total_seconds() // 60):+d} minutes")
+        seconds = func.unixepoch(moment) + int(offset.total_seconds())
+        return type_coerce(seconds // 86400, Integer)
 
     async def _lowest_ratings(self, session: AsyncSession, now: datetime) -> dict[int, int]:
         """Per customer, their lowest ticket rating or survey rating within signal_days,
@@ -342,58 +468,50 @@ class Segmentation:
         x: FloatArray,
         t_x: FloatArray,
         big_t: FloatArray,
+        facts: _Facts,
         complaints: dict[int, int],
         low: dict[int, int],
-        position: dict[int, int],
     ) -> _Signals:
         rules = self.policy.segmentation
         unit = rules.model_unit_days
         risk = np.zeros(n)
-        reasons: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+        reasons: dict[int, list[str]] = {}
         repeat = x > 0
         own = np.where(repeat, t_x * unit / np.where(repeat, x, 1.0), np.nan)
-        shop = float(np.median(own[repeat])) if repeat.any() else None
-        silence = (big_t - t_x) * unit
-        for k, row in enumerate(rows.tolist()):
-            usual = own[k] if repeat[k] else shop
-            if usual is None or usual <= 0:
-                continue
-            if silence[k] > rules.interval_factor * usual:
-                long = silence[k] > 2 * rules.interval_factor * usual
-                risk[row] = LONG_OVERDUE_RISK if long else OVERDUE_RISK
-                reasons[row].append(
-                    {
-                        "code": "silence" if repeat[k] else "silence_shop",
-                        "days": round(float(silence[k])),
-                        "usual": round(float(usual)),
-                    }
-                )
-        for customer_id, count in complaints.items():
-            i = position.get(customer_id)
-            if i is not None and count:
+        if repeat.any():
+            usual = np.where(repeat, own, float(np.median(own[repeat])))
+            silence = (big_t - t_x) * unit
+            overdue = (usual > 0) & (silence > rules.interval_factor * usual)
+            long = silence > 2 * rules.interval_factor * usual
+            risk[rows[overdue]] = np.where(long[overdue], LONG_OVERDUE_RISK, OVERDUE_RISK)
+            for row, own_interval, days, typical in zip(
+                rows[overdue].tolist(),
+                repeat[overdue].tolist(),
+                np.rint(silence[overdue]).astype(np.int64).tolist(),
+                np.rint(usual[overdue]).astype(np.int64).tolist(),
+                strict=True,
+            ):
+                code = "silence" if own_interval else "silence_shop"
+                reasons[row] = [f'{{"code": "{code}", "days": {days}, "usual": {typical}}}']
+        complaint_rows = facts.at(list(complaints))
+        for i, count in zip(complaint_rows.tolist(), complaints.values(), strict=True):
+            if i >= 0 and count:
                 risk[i] += min(COMPLAINT_RISK * count, MAX_COMPLAINT_RISK)
-                reasons[i].append({"code": "complaints", "count": int(count)})
-        for customer_id, score in low.items():
-            i = position.get(customer_id)
-            if i is not None:
+                reasons.setdefault(i, []).append(f'{{"code": "complaints", "count": {count}}}')
+        low_rows = facts.at(list(low))
+        for i, score in zip(low_rows.tolist(), low.values(), strict=True):
+            if i >= 0:
                 risk[i] += LOW_RATING_RISK
-                reasons[i].append({"code": "low_rating", "score": int(score)})
+                reasons.setdefault(i, []).append(f'{{"code": "low_rating", "score": {score}}}')
         return _Signals(np.minimum(risk, MAX_RULE_RISK), reasons)
 
-    async def _write(self, n: int, snapshot: Callable[[int], dict[str, Any]]) -> None:
-        """Replace the snapshots batch by batch; erased customers lose theirs."""
-        insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
-        table = cast(Table, SegmentSnapshot.__table__)
-        upsert = insert(table)
-        # One statement executed with many rows: compiled once, not once per batch.
-        upsert = upsert.on_conflict_do_update(
-            index_elements=["customer_id"],
-            set_={c.name: upsert.excluded[c.name] for c in table.columns if not c.primary_key},
-        )
-        for start in range(0, n, WRITE_BATCH):
-            rows = [snapshot(i) for i in range(start, min(n, start + WRITE_BATCH))]
-            async with self.db.transaction() as session:
-                await session.execute(upsert, rows)
+    async def _write(self, n: int, rows: _Rows, now: datetime) -> None:
+        """Replace the snapshots; erased customers lose theirs."""
+        if self.db.dialect == "postgresql":
+            await self._copy(n, rows, now)
+        else:
+            # The text SQLAlchemy stores for a UTC time on SQLite, so comparisons hold.
+            await self._executemany(n, rows, now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"))
         async with self.db.transaction() as session:
             await session.execute(
                 delete(SegmentSnapshot).where(
@@ -403,14 +521,72 @@ class Segmentation:
                 )
             )
 
+    async def _executemany(self, n: int, rows: _Rows, stamp: str) -> None:
+        # Batches in their own transactions, so the bot's writes get the SQLite lock
+        # between them; readers see either a customer's old snapshot or the new one.
+        # Segment, ABC class and tier are indexed and mostly the same as the night before:
+        # they are set only where they changed, which spares SQLite half the index work.
+        columns = ", ".join(_SNAPSHOT_COLUMNS)
+        updates = ", ".join(
+            f"{c} = excluded.{c}" for c in _SNAPSHOT_COLUMNS[1:] if c not in _INDEXED
+        )
+        upsert = (
+            f"INSERT INTO customer_segments ({columns})"
+            f" VALUES ({', '.join('?' * len(_SNAPSHOT_COLUMNS))})"
+            f" ON CONFLICT (customer_id) DO UPDATE SET {updates}"
+        )
+        positions = [_SNAPSHOT_COLUMNS.index(c) for c in ("customer_id", *_INDEXED)]
+        changed = " OR ".join(f"{c} IS NOT ?{k}" for k, c in enumerate(_INDEXED, start=2))
+        moved = (
+            "UPDATE customer_segments SET "
+            + ", ".join(f"{c} = ?{k}" for k, c in enumerate(_INDEXED, start=2))
+            + f" WHERE customer_id = ?1 AND ({changed})"
+        )
 
-async def _grouped(
-    session: AsyncSession, measures: list[Any], *where: ColumnElement[bool]
-) -> list[tuple[Any, ...]]:
-    """(customer_id, *measures) per customer over their purchases matching `where`."""
-    rows = await session.execute(
-        select(Purchase.customer_id, *measures)
-        .where(Purchase.customer_id.is_not(None), *where)
-        .group_by(Purchase.customer_id)
-    )
-    return [tuple(row) for row in rows.all()]
+        async def write(batch: list[tuple[Any, ...]]) -> None:
+            async with self.db.transaction() as session:
+                connection = await session.connection()
+                await connection.exec_driver_sql(upsert, batch)
+                await connection.exec_driver_sql(
+                    moved, [tuple(row[k] for k in positions) for row in batch]
+                )
+
+        # The next batch is built while SQLite's thread writes the previous one.
+        writing: asyncio.Task[None] | None = None
+        try:
+            for start in range(0, n, WRITE_BATCH):
+                batch = list(rows(start, min(n, start + WRITE_BATCH), stamp))
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(write(batch))
+        finally:
+            if writing is not None:
+                await writing
+
+    async def _copy(self, n: int, rows: _Rows, now: datetime) -> None:
+        # COPY into a temporary table, then one upsert: PostgreSQL swaps every snapshot in
+        # one transaction, so readers see the previous night's or this night's, never a mix.
+        columns = ", ".join(_SNAPSHOT_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _SNAPSHOT_COLUMNS[1:])
+        async with self.db.transaction() as session:
+            connection = await session.connection()
+            await connection.exec_driver_sql(
+                "CREATE TEMPORARY TABLE segments_new"
+                " (LIKE customer_segments INCLUDING DEFAULTS) ON COMMIT DROP"
+            )
+            driver = await _asyncpg(connection)
+            for start in range(0, n, WRITE_BATCH):
+                await driver.copy_records_to_table(
+                    "segments_new",
+                    records=rows(start, min(n, start + WRITE_BATCH), now),
+                    columns=list(_SNAPSHOT_COLUMNS),
+                )
+            await connection.exec_driver_sql(
+                f"INSERT INTO customer_segments ({columns}) SELECT {columns} FROM segments_new"
+                f" ON CONFLICT (customer_id) DO UPDATE SET {updates}"
+            )
+
+
+async def _asyncpg(connection: AsyncConnection) -> Any:
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection

@@ -11,10 +11,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import pairwise
-from typing import NamedTuple
+from typing import NamedTuple, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+
+class TierRule(Protocol):
+    """Anything with a key and the trailing-12-month spend that reaches it (the policy's
+    tiers and :class:`Tier` alike)."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def min_spend(self) -> Decimal: ...
+
+
+T = TypeVar("T", bound=TierRule)
 
 
 class Tier(NamedTuple):
@@ -41,7 +55,7 @@ class TierProgress:
     amount_needed: Decimal | None
 
 
-def _checked(tiers: Sequence[Tier]) -> Sequence[Tier]:
+def _checked(tiers: Sequence[T]) -> Sequence[T]:
     if not tiers:
         raise ValueError("at least one tier is needed")
     minimums = [tier.min_spend for tier in tiers]
@@ -52,7 +66,7 @@ def _checked(tiers: Sequence[Tier]) -> Sequence[Tier]:
     return tiers
 
 
-def classify_tiers(spend: ArrayLike, tiers: Sequence[Tier] = DEFAULT_TIERS) -> NDArray[np.intp]:
+def classify_tiers(spend: ArrayLike, tiers: Sequence[TierRule] = DEFAULT_TIERS) -> NDArray[np.intp]:
     """Tier index per customer (0 = the highest tier, indices into `tiers`)."""
     tiers = _checked(tiers)
     values = np.asarray(spend, dtype=np.float64)
@@ -66,10 +80,19 @@ def classify_tiers(spend: ArrayLike, tiers: Sequence[Tier] = DEFAULT_TIERS) -> N
     return np.asarray(len(tiers) - 1 - np.clip(reached, 0, None), dtype=np.intp)
 
 
-def tier_progress(spend: Decimal, tiers: Sequence[Tier] = DEFAULT_TIERS) -> TierProgress:
+def tier_for_spend(spend: Decimal, tiers: Sequence[T]) -> T:
+    """One customer's tier: the first whose minimum their spend reaches, else the lowest."""
+    return _checked(tiers)[_tier_index(spend, tiers)]
+
+
+def _tier_index(spend: Decimal, tiers: Sequence[TierRule]) -> int:
+    return next((i for i, tier in enumerate(tiers) if spend >= tier.min_spend), len(tiers) - 1)
+
+
+def tier_progress(spend: Decimal, tiers: Sequence[TierRule] = DEFAULT_TIERS) -> TierProgress:
     """One customer's tier and, unless already in the top tier, what it takes to move up."""
     tiers = _checked(tiers)
-    index = next((i for i, tier in enumerate(tiers) if spend >= tier.min_spend), len(tiers) - 1)
+    index = _tier_index(spend, tiers)
     if index == 0:
         return TierProgress(current=tiers[0].key, next_tier=None, amount_needed=None)
     up = tiers[index - 1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import select, update
@@ -107,3 +108,22 @@ async def test_a_rerun_replaces_the_snapshots(care: Shop, clock: FrozenClock) ->
     shots = await snapshots(care)
     assert set(shots) == {ann.id}
     assert shots[ann.id].tier == "key" and shots[ann.id].computed_at == clock.now()
+
+
+async def test_figures_follow_the_shops_calendar_and_net_out_refunds(
+    care: Shop, clock: FrozenClock
+) -> None:
+    ann = await care.customer("Ann")
+    late = await care.buys(ann, "100", local("2026-04-10 23:30"))
+    await care.buys(ann, "50", local("2026-04-10 09:00"))
+    # The same UTC day as the two above, but the next day in the shop's calendar.
+    await care.buys(ann, "20", local("2026-04-11 00:30"))
+    await care.refunds(ann, late, "30")
+
+    report = await care.jobs.segmentation.run()
+
+    shot = (await snapshots(care))[ann.id]
+    assert (shot.frequency, shot.monetary, shot.recency_days) == (3, Decimal("140.00"), 20)
+    assert shot.tier == "small" and report.buyers == 1
+    assert shot.risk_reasons == [{"code": "silence", "days": 20, "usual": 1}]
+    assert shot.churn_probability == pytest.approx(0.8)
