@@ -11,10 +11,17 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramConflictError, TelegramNetworkError, TelegramServerError
 from aiogram.methods import GetUpdates
 
+from bot.apology import OutageApology
 from bot.inbox import Inbox
 from bot.runner import Runner
 
 log = logging.getLogger("carebot.polling")
+
+# While the inbox cannot be written the same batch is fetched again after this pause,
+# doubling up to STORE_BACKOFF_MAX: short enough that the bot answers within seconds of
+# the database coming back, and a failed attempt costs one refused connection.
+STORE_BACKOFF = 0.5
+STORE_BACKOFF_MAX = 5.0
 
 
 async def poll(
@@ -23,14 +30,18 @@ async def poll(
     runner: Runner,
     allowed_updates: list[str],
     stop: asyncio.Event,
+    apologize: OutageApology,
     *,
     timeout: int = 25,
 ) -> None:
     """aiogram's own polling moves the offset as soon as updates arrive; here the next
     offset (which makes Telegram forget earlier updates) is sent only after they are
-    written, so a crash in between means Telegram delivers them again."""
+    written, so a crash in between means Telegram delivers them again. While they cannot
+    be written (the database is down) the offset stays where it is, the customers get an
+    apology, and the same batch is fetched again until it is written."""
     offset: int | None = None
     backoff = 1.0
+    store_backoff = STORE_BACKOFF
     while not stop.is_set():
         request = GetUpdates(offset=offset, timeout=timeout, allowed_updates=allowed_updates)
         fetch = asyncio.ensure_future(bot(request, request_timeout=timeout + 10))
@@ -60,11 +71,20 @@ async def poll(
         ]
         try:
             fresh = await inbox.store(payloads)
-        except Exception:
-            log.exception("could not record %d update(s); asking again", len(payloads))
-            await _pause(stop, backoff)
-            backoff = min(backoff * 2, 30.0)
+        except Exception as error:
+            # The error's name only: its text can hold the statement's parameters, which
+            # are the customers' messages.
+            log.warning(
+                "could not record %d update(s) (%s); asking again in %.1f s",
+                len(payloads),
+                type(error).__name__,
+                store_backoff,
+            )
+            await apologize(payloads)
+            await _pause(stop, store_backoff)
+            store_backoff = min(store_backoff * 2, STORE_BACKOFF_MAX)
             continue
+        store_backoff = STORE_BACKOFF
         runner.submit(fresh)
         offset = payloads[-1]["update_id"] + 1
     if offset is not None:

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from bot.api import MAX_BODY
+from bot.apology import OutageApology
 from bot.inbox import Inbox
 from bot.runner import Runner
 
@@ -29,7 +31,12 @@ def derive_secret(bot_token: str) -> str:
 
 
 def add_webhook_route(
-    app: web.Application, path: str, secret: str, inbox: Inbox, runner: Runner
+    app: web.Application,
+    path: str,
+    secret: str,
+    inbox: Inbox,
+    runner: Runner,
+    apologize: OutageApology,
 ) -> None:
     expected = secret.encode()
 
@@ -38,6 +45,9 @@ def add_webhook_route(
         if not hmac.compare_digest(given, expected):
             log.warning("webhook request without the right secret from %s", request.remote)
             return web.Response(status=401, text="wrong secret token")
+        # A body said to be larger than the server takes is refused before it is waited for.
+        if (request.content_length or 0) > MAX_BODY:
+            return web.Response(status=413, text="body too large")
         try:
             payload = await request.json(loads=json.loads)
         except ValueError:
@@ -46,8 +56,15 @@ def add_webhook_route(
             return web.Response(status=400, text="not a Telegram update")
         try:
             fresh = await inbox.store([payload])
-        except Exception:
-            log.exception("could not record update %s; Telegram will retry", payload["update_id"])
+        except Exception as error:
+            # The error's name only: its text can hold the statement's parameters, which
+            # are the customer's message.
+            log.warning(
+                "could not record update %s (%s); Telegram will retry",
+                payload["update_id"],
+                type(error).__name__,
+            )
+            await apologize([payload])
             return web.Response(status=503, text="try again")
         runner.submit(fresh)
         return web.Response(status=200)
