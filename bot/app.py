@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
@@ -17,10 +16,12 @@ from aiohttp import web
 
 import handlers
 from bot.api import PurchasesApi, add_api_routes
+from bot.apology import OutageApology
 from bot.campaign_reporter import CampaignReporter
 from bot.care_buttons import CareButtons
 from bot.commands import set_default_commands, set_staff_commands
 from bot.config import Settings
+from bot.filters import check_filters_inline
 from bot.http import base_app
 from bot.inbox import Inbox
 from bot.metrics import Metrics
@@ -29,6 +30,7 @@ from bot.polling import poll
 from bot.rendering import Renderer
 from bot.runner import Runner
 from bot.sender import Sender
+from bot.session import TelegramSession
 from bot.staff_inbox import StaffInbox
 from bot.webhook import add_webhook_route, derive_secret, webhook_path
 from jobs.context import JobContext, build_context
@@ -59,7 +61,9 @@ log = logging.getLogger("carebot")
 
 
 def make_bot(token: str, api_url: str | None) -> Bot:
-    session = AiohttpSession(api=TelegramAPIServer.from_base(api_url)) if api_url else None
+    session = (
+        TelegramSession(api=TelegramAPIServer.from_base(api_url)) if api_url else TelegramSession()
+    )
     return Bot(token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
 
 
@@ -87,6 +91,7 @@ class Carebot:
     dp: Dispatcher = field(init=False)
     inbox: Inbox = field(init=False)
     runner: Runner = field(init=False)
+    apology: OutageApology = field(init=False)
     outbox: Outbox = field(init=False)
     sender: Sender = field(init=False)
     surveys: Surveys = field(init=False)
@@ -135,8 +140,10 @@ class Carebot:
         )
         self.dp.update.outer_middleware(PeopleMiddleware(customers, staff, self.renderer))
         self.dp.include_routers(*handlers.ROUTERS)
+        check_filters_inline(self.dp)
         self.inbox = Inbox(self.db, clock)
         self.runner = Runner(self.dp, self.bot, self.inbox, self.metrics)
+        self.apology = OutageApology(self.bot, self.renderer)
         self.sender = Sender.for_policy(
             self.bot,
             self.outbox,
@@ -145,6 +152,8 @@ class Carebot:
             self.metrics,
             policy.sending,
             settings.redis_url,
+            staff_chat_id=settings.staff_chat_id,
+            staff_locale=settings.default_locale,
         )
         self.jobs = build_context(
             db=self.db,
@@ -199,6 +208,7 @@ class Carebot:
                 self.webhook_secret,
                 self.inbox,
                 self.runner,
+                self.apology,
             )
 
     @property
@@ -246,7 +256,9 @@ class Carebot:
         else:
             await self.bot.delete_webhook()
             self._tasks.append(
-                asyncio.create_task(poll(self.bot, self.inbox, self.runner, allowed, self._stop))
+                asyncio.create_task(
+                    poll(self.bot, self.inbox, self.runner, allowed, self._stop, self.apology)
+                )
             )
             log.info("polling mode")
         self._tasks.append(asyncio.create_task(self.sender.run(self._stop)))

@@ -13,13 +13,18 @@ at any point leaves its rows SENDING; they are claimed again after the claim tim
 (the policy's `sending.claim_timeout_seconds`) and sent. What can go out twice is only a
 message whose request Telegram had accepted when the process died, before its row was
 marked (the Bot API has no idempotency key): the messages in flight at that instant, one
-per chat at most.
+per chat at most, and never more than a tenth of a second's worth (the sender holds no
+more between `take` and the mark; 3 at 30 a second). A live sender never claims again a
+row it still holds, however slow; another instance would, once the claim timeout passed
+between `take` and the mark, which is why that timeout is minutes. A request that timed
+out is retried like a server error: if Telegram had carried it out, that message arrives
+twice.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
@@ -37,7 +42,10 @@ from services.policy import Policy, QuietHours
 
 # A row claimed by a sender that died is claimed again after this long.
 CLAIM_TIMEOUT = timedelta(minutes=2)
-MAX_ATTEMPTS = 8
+# Server errors and timeouts are retried after 2, 4, 8 ... seconds, at most 10 minutes
+# apart: 16 attempts ride out about an hour and a quarter of trouble at Telegram's end
+# before a message is given up.
+MAX_ATTEMPTS = 16
 
 
 class Render(Protocol):
@@ -172,10 +180,11 @@ class Outbox:
                 )
         return found
 
-    async def claim(self, limit: int) -> list[Claimed]:
+    async def claim(self, limit: int, *, busy: Collection[int] = ()) -> list[Claimed]:
         """Take up to `limit` due messages for sending. On PostgreSQL several senders share
         the outbox: SKIP LOCKED hands each row to one of them. Rows left SENDING by a
-        sender that died are taken again after the claim timeout."""
+        sender that died are taken again after the claim timeout; `busy` are the ids this
+        sender still has in hand, which it must not take again however slow they are."""
         now = self.clock.now()
         due = or_(
             and_(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.not_before <= now),
@@ -186,6 +195,8 @@ class Outbox:
         )
         if self.is_quiet(now):
             due = and_(due, OutboxMessage.quiet.is_(False))
+        if busy:
+            due = and_(due, OutboxMessage.id.not_in(list(busy)))
         token = secrets.token_hex(8)
         query = select(OutboxMessage).where(due).order_by(OutboxMessage.id).limit(limit)
         if self.db.dialect == "postgresql":
