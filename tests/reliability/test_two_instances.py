@@ -34,10 +34,13 @@ from bot.webhook import SECRET_HEADER
 from models import Customer, JobRun
 from models.database import Database
 from sandbox.emulator import Emulator
-from tests.conftest import PG_URL, REDIS_URL, requires
+from tests.conftest import PG_URL, REDIS_URL
 from tests.e2e.helpers import eventually
 
-pytestmark = [requires("PostgreSQL", bool(PG_URL)), pytest.mark.slow]
+pytestmark = [
+    pytest.mark.skipif(not PG_URL, reason="instances share PostgreSQL; runs with its suite"),
+    pytest.mark.slow,
+]
 
 CAREBOT = str(Path(sys.executable).with_name("carebot"))
 TOKEN = "5151:two-instances-token"
