@@ -4,6 +4,7 @@ and tickets, ratings, surveys, profile and privacy, and the staff inbox."""
 from __future__ import annotations
 
 import contextlib
+from typing import Annotated
 
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters.callback_data import CallbackData
@@ -13,6 +14,7 @@ from aiogram.types import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
 )
+from pydantic import Field
 
 from bot.rendering import Renderer
 from models import TicketKind
@@ -20,6 +22,9 @@ from services.policy import Reward
 from services.surveys import Question
 
 Rows = list[list[InlineKeyboardButton]]
+# A row id in button data: within the databases' integer column, so a forged button with a
+# huge number is refused by the filter as any malformed data is, never sent to the query.
+RowId = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
 class RewardPick(CallbackData, prefix="rw"):
@@ -50,21 +55,21 @@ class FeedbackCancel(CallbackData, prefix="fbno"):
 
 
 class Rate(CallbackData, prefix="csat"):
-    ticket: int
+    ticket: RowId
     score: int
 
 
 class TicketAction(CallbackData, prefix="tk"):
     action: str  # "take" or "close"
-    ticket: int
+    ticket: RowId
 
 
 class GrantOffer(CallbackData, prefix="rec"):
-    offer: int
+    offer: RowId
 
 
 class RefreshCard(CallbackData, prefix="card"):
-    customer: int
+    customer: RowId
 
 
 class CouponUsed(CallbackData, prefix="cpn"):
@@ -74,19 +79,19 @@ class CouponUsed(CallbackData, prefix="cpn"):
 class SurveyOpen(CallbackData, prefix="svo"):
     """Begin a survey on one's own (`survey`) or go on with a response (`response`)."""
 
-    survey: int = 0
-    response: int = 0
+    survey: RowId = 0
+    response: RowId = 0
 
 
 class SurveyAnswer(CallbackData, prefix="sva"):
-    response: int
-    question: int
+    response: RowId
+    question: RowId
     value: int
 
 
 class SurveySkip(CallbackData, prefix="svs"):
-    response: int
-    question: int
+    response: RowId
+    question: RowId
 
 
 class ProfileEdit(CallbackData, prefix="pf"):

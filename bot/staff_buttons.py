@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
+from bot.buttons import RowId
 from bot.say import Say
 from models import Customer
 from services.campaigns import ABC, AUDIENCE_KINDS
@@ -20,7 +21,7 @@ from services.rfm import SEGMENTS
 
 
 class CustomerPick(CallbackData, prefix="sfind"):
-    customer: int
+    customer: RowId
 
 
 class BroadcastStep(CallbackData, prefix="sbc"):
@@ -34,7 +35,7 @@ class InboxAction(CallbackData, prefix="sinbox"):
     """`action`: take, reply, close, canned (with `name`), cancel."""
 
     action: str
-    ticket: int = 0
+    ticket: RowId = 0
     name: str = ""
 
 

@@ -41,6 +41,24 @@ def _note_return(_dbapi_connection: Any, record: Any) -> None:
     record.info[_RETURNED_AT] = time.monotonic()
 
 
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str) and "\x00" in value:
+        return value.replace("\x00", "")
+    if isinstance(value, tuple | list):
+        return type(value)(_without_nul(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _without_nul(v) for k, v in value.items()}
+    return value
+
+
+def _strip_nul(
+    _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool
+) -> tuple[str, Any]:
+    """PostgreSQL's text cannot hold the NUL character, which a customer's message or name
+    can carry: it is dropped from every parameter here, the one place all writes pass."""
+    return statement, _without_nul(parameters)
+
+
 class Database:
     """One engine per process; services open a short transaction per unit of work."""
 
@@ -61,6 +79,7 @@ class Database:
         else:
             event.listen(self.engine.sync_engine, "checkin", _note_return)
             event.listen(self.engine.sync_engine, "checkout", self._ping_if_idle)
+            event.listen(self.engine.sync_engine, "before_cursor_execute", _strip_nul, retval=True)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # PostgreSQL gives each statement its own snapshot under READ COMMITTED, inside a
         # transaction or not, so reads need no BEGIN and ROLLBACK: one round trip each

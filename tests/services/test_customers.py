@@ -153,3 +153,15 @@ async def test_a_record_from_the_shops_list_is_merged_into_the_telegram_customer
             select(Purchase.customer_id).where(Purchase.reference == "R-9")
         )
     assert owner == customer.id
+
+
+async def test_a_nul_character_in_a_name_is_stored_without_it(
+    db: Database, policy: Policy, clock: FrozenClock
+) -> None:
+    # PostgreSQL's text refuses NUL; Telegram names and messages can carry one.
+    profile = TelegramProfile(telegram_id=1002, chat_id=1002, first_name="Bo\x00b", username=None)
+    customer, created = await service(db, policy, clock).touch(profile)
+    assert created
+    async with db.session() as session:
+        stored = await session.scalar(select(Customer.name).where(Customer.id == customer.id))
+    assert stored is not None and stored.replace("\x00", "") == "Bob"
