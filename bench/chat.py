@@ -46,9 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-
+from bench.fresh import carebot_command, fresh_database
 from sandbox.emulator import Emulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -237,27 +235,6 @@ class Load:
         }
 
 
-async def reset_postgres(url: str, workdir: Path) -> None:
-    """An empty schema at the newest revision, so every run starts from the same state."""
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text("DROP SCHEMA public CASCADE"))
-            await connection.execute(text("CREATE SCHEMA public"))
-    finally:
-        await engine.dispose()
-    env = {**os.environ, "DATABASE_URL": url}
-    migrate = await asyncio.create_subprocess_exec(
-        carebot_command(), "migrate", env=env, cwd=workdir
-    )
-    if await migrate.wait() != 0:
-        raise RuntimeError("carebot migrate failed")
-
-
-def carebot_command() -> str:
-    return str(Path(sys.executable).with_name("carebot"))
-
-
 async def start_bot(kind: str, emulator: Emulator, database: str, workdir: Path) -> Any:
     env = {
         **os.environ,
@@ -310,7 +287,7 @@ async def measure(kind: str, run: Run) -> dict[str, Any]:
         if run.database == "sqlite":
             url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
         elif kind == "carebot":
-            await reset_postgres(url, workdir)
+            await fresh_database(url)
         async with Emulator() as emulator:
             staff = emulator.staff_group(STAFF_CHAT, "Staff", forum=True)
             process = await start_bot(kind, emulator, url, workdir)

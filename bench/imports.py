@@ -33,7 +33,6 @@ import platform
 import random
 import resource
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -42,30 +41,16 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, insert, select, text
-from sqlalchemy.ext.asyncio import create_async_engine
 
+from bench.fresh import carebot_command, fresh_database
 from models import Customer, PointsEntry, Purchase
 from models.database import Database
+from services.imports import PURCHASE_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = (
-    "reference",
-    "phone",
-    "customer_id",
-    "telegram_id",
-    "amount",
-    "currency",
-    "occurred_at",
-    "store",
-    "refund_of",
-)
 STORES = [f"门店{n:02d}" for n in range(1, 21)]
 FIRST_TELEGRAM = 7_000_000_000
 SAMPLE_EVERY = 0.25
-
-
-def carebot_command() -> str:
-    return str(Path(sys.executable).with_name("carebot"))
 
 
 def local_phone(index: int, prefix: str) -> str:
@@ -85,7 +70,7 @@ def generate(path: Path, args: argparse.Namespace) -> None:
     weights = list(itertools.accumulate(rng.lognormvariate(0, 1) for _ in range(args.customers)))
     with path.open("w", encoding="utf-8", newline="") as out:
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(COLUMNS)
+        writer.writerow(PURCHASE_COLUMNS)
         for n in range(args.rows):
             moment = (start + step * n + timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M:%S+08:00")
             store = rng.choice(STORES)
@@ -135,26 +120,10 @@ def parse_baseline(path: Path) -> dict[str, Any]:
     return {"rows": rows, "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds)}
 
 
-def prepare(url: str, customers: int, workdir: Path) -> None:
+def prepare(url: str, customers: int) -> None:
     """An empty schema at the newest revision, and the shop's known customers."""
-    if url.startswith("postgresql"):
-        asyncio.run(empty_postgres(url))
-    migrate = subprocess.run(
-        [carebot_command(), "migrate"], env={**os.environ, "DATABASE_URL": url}, cwd=workdir
-    )
-    if migrate.returncode != 0:
-        raise RuntimeError("carebot migrate failed")
+    asyncio.run(fresh_database(url))
     asyncio.run(seed_customers(url, customers))
-
-
-async def empty_postgres(url: str) -> None:
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text("DROP SCHEMA public CASCADE"))
-            await connection.execute(text("CREATE SCHEMA public"))
-    finally:
-        await engine.dispose()
 
 
 async def seed_customers(url: str, customers: int) -> None:
@@ -288,7 +257,7 @@ def main() -> None:
                 for leftover in workdir.glob("import-bench.db*"):
                     leftover.unlink()
                 url = f"sqlite+aiosqlite:///{sqlite_file}"
-            prepare(url, args.customers, workdir)
+            prepare(url, args.customers)
             first = run_import(url, path, workdir)
             after_first = asyncio.run(totals(url))
             again = run_import(url, path, workdir)

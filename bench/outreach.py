@@ -33,7 +33,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, insert, select
 
-from bench.chat import carebot_command, reset_postgres
+from bench.fresh import carebot_command, fresh_database
 from models import Customer
 from models.database import Database
 from sandbox.emulator import Emulator
@@ -142,14 +142,6 @@ async def clear_pace(redis_url: str) -> None:
         await redis.aclose()
 
 
-async def migrate(url: str, workdir: Path) -> None:
-    process = await asyncio.create_subprocess_exec(
-        carebot_command(), "migrate", env={**os.environ, "DATABASE_URL": url}, cwd=workdir
-    )
-    if await process.wait() != 0:
-        raise RuntimeError("carebot migrate failed")
-
-
 def memory_kib(pid: int) -> tuple[int, int]:
     """Resident set size now and at its peak, KiB (Linux /proc)."""
     now = peak = 0
@@ -176,9 +168,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         url = args.database
         if url == "sqlite":
             url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-            await migrate(url, workdir)
-        else:
-            await reset_postgres(url, workdir)
+        await fresh_database(url)
         policy = workdir / "carebot.toml"
         policy.write_text(policy_text(args.rate), "utf-8")
         emulator = CountingEmulator()

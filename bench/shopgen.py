@@ -37,8 +37,8 @@ import asyncpg
 import numpy as np
 from numpy.typing import NDArray
 
+from bench.fresh import fresh_database
 from models.database import Database
-from models.schema import migrate
 
 HISTORY_DAYS = 3 * 365
 NEVER_BOUGHT = 0.08
@@ -467,16 +467,7 @@ async def prepare(url: str, replace: bool) -> None:
                 raise SystemExit("the database has tables; pass --replace to empty it")
         finally:
             await db.close()
-        connection = await asyncpg.connect(asyncpg_dsn(url))
-        try:
-            await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-        finally:
-            await connection.close()
-    db = Database(url)
-    try:
-        await migrate(db)
-    finally:
-        await db.close()
+    await fresh_database(url)
 
 
 def main() -> None:

@@ -94,10 +94,15 @@ async def text_given(message: Message, state: FSMContext, say: Say) -> None:
     photos = [message.photo[-1].file_id] if message.photo else []
     await state.update_data(text=text, photos=photos)
     await state.set_state(FeedbackSteps.photos)
+    await _photos_so_far(message, say, len(photos))
+
+
+async def _photos_so_far(message: Message, say: Say, photos: int) -> None:
+    """How many photos the draft holds, with the button that sends it."""
     await say(
         message,
         "feedback_photos",
-        photos=len(photos),
+        photos=photos,
         limit=MAX_ATTACHMENTS,
         reply_markup=buttons.feedback_send(say.renderer, say.locale),
     )
@@ -122,13 +127,7 @@ async def photo_added(message: Message, state: FSMContext, say: Say) -> None:
         return
     photos.append(message.photo[-1].file_id)
     await state.update_data(photos=photos)
-    await say(
-        message,
-        "feedback_photos",
-        photos=len(photos),
-        limit=MAX_ATTACHMENTS,
-        reply_markup=buttons.feedback_send(say.renderer, say.locale),
-    )
+    await _photos_so_far(message, say, len(photos))
 
 
 @router.message(FeedbackSteps.photos, WORDS)

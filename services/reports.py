@@ -444,6 +444,19 @@ class Reports:
         return days
 
 
+def _bought_within(period: Period) -> ColumnElement[bool]:
+    """The customer (of the outer query) bought something in the period."""
+    return (
+        exists()
+        .where(
+            Purchase.customer_id == Customer.id,
+            Purchase.amount > 0,
+            _between(Purchase.occurred_at, period),
+        )
+        .correlate(Customer)
+    )
+
+
 def _between(
     column: ColumnElement[datetime] | InstrumentedAttribute[datetime], period: Period
 ) -> ColumnElement[bool]:
@@ -494,27 +507,7 @@ async def _buying(session: AsyncSession, period: Period) -> tuple[int, int, int,
 
 
 async def _retention(session: AsyncSession, period: Period) -> tuple[int, int]:
-    before = period.previous
-    again = (
-        exists()
-        .where(
-            Purchase.customer_id == Customer.id,
-            Purchase.amount > 0,
-            Purchase.occurred_at >= period.start,
-            Purchase.occurred_at < period.end,
-        )
-        .correlate(Customer)
-    )
-    then = (
-        exists()
-        .where(
-            Purchase.customer_id == Customer.id,
-            Purchase.amount > 0,
-            Purchase.occurred_at >= before.start,
-            Purchase.occurred_at < before.end,
-        )
-        .correlate(Customer)
-    )
+    again, then = _bought_within(period), _bought_within(period.previous)
     previous, retained = (
         await session.execute(
             select(func.count(Customer.id), func.count(Customer.id).filter(again)).where(then)

@@ -35,6 +35,11 @@ class ResponseStatus(StrEnum):
     COMPLETED = "completed"
 
 
+def in_locale(texts: dict[str, str], locale: str) -> str:
+    """A survey's text in `locale`, else in whichever language it was written."""
+    return texts.get(locale) or next(iter(texts.values()), "")
+
+
 @dataclass(frozen=True)
 class Question:
     id: int
@@ -45,7 +50,7 @@ class Question:
     optional: bool
 
     def label(self, locale: str) -> str:
-        return self.text.get(locale) or next(iter(self.text.values()), "")
+        return in_locale(self.text, locale)
 
     def choice_labels(self, locale: str) -> list[str]:
         return [c.get(locale) or c.get("key", "") for c in self.choices]
@@ -73,7 +78,7 @@ class Step:
         return self.question is None
 
     def title_in(self, locale: str) -> str:
-        return self.title.get(locale) or next(iter(self.title.values()), "")
+        return in_locale(self.title, locale)
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,7 @@ class Offer:
     total: int
 
     def title_in(self, locale: str) -> str:
-        return self.title.get(locale) or next(iter(self.title.values()), "")
+        return in_locale(self.title, locale)
 
 
 class Status(StrEnum):
