@@ -108,14 +108,18 @@ class StaffGate(BaseMiddleware):
             return await handler(event, data)
         private = chat.type == ChatType.PRIVATE
         command = self._command(event, data, private)
+        role: Role | None = data.get("staff_role")
         if command is None:
+            # Nothing behind the gate answers someone who is not staff in a private chat:
+            # a customer's message skips the staff routers' filters altogether.
+            if private and role is None:
+                return UNHANDLED
             return await handler(event, data)
         if command == CUSTOMERS:
             return UNHANDLED
         in_staff_chat = chat.id == data.get("staff_chat_id")
         if not (private or in_staff_chat):
             return UNHANDLED
-        role: Role | None = data.get("staff_role")
         spec = STAFF_COMMANDS[command]
         if role is None:
             if not spec.customer_too:

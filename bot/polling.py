@@ -9,7 +9,7 @@ from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramConflictError, TelegramNetworkError, TelegramServerError
-from aiogram.methods import GetUpdates
+from aiogram.methods import GetUpdates, TelegramMethod
 
 from bot.apology import OutageApology
 from bot.inbox import Inbox
@@ -22,6 +22,20 @@ log = logging.getLogger("carebot.polling")
 # the database coming back, and a failed attempt costs one refused connection.
 STORE_BACKOFF = 0.5
 STORE_BACKOFF_MAX = 5.0
+
+
+class GetUpdatesAsSent(TelegramMethod[list[dict[str, Any]]]):
+    """getUpdates with each update left as the JSON Telegram sent: the inbox stores it as
+    it is, and the Dispatcher parses it once, instead of aiogram parsing every update here,
+    the inbox dumping it back to JSON and the Dispatcher parsing it again."""
+
+    __returning__ = list[dict[str, Any]]
+    __api_method__ = "getUpdates"
+
+    offset: int | None = None
+    limit: int | None = None
+    timeout: int | None = None
+    allowed_updates: list[str] | None = None
 
 
 async def poll(
@@ -43,7 +57,7 @@ async def poll(
     backoff = 1.0
     store_backoff = STORE_BACKOFF
     while not stop.is_set():
-        request = GetUpdates(offset=offset, timeout=timeout, allowed_updates=allowed_updates)
+        request = GetUpdatesAsSent(offset=offset, timeout=timeout, allowed_updates=allowed_updates)
         fetch = asyncio.ensure_future(bot(request, request_timeout=timeout + 10))
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -53,7 +67,7 @@ async def poll(
             break
         stopping.cancel()
         try:
-            updates = fetch.result()
+            payloads = fetch.result()
         except TelegramConflictError as error:
             log.error("another poller or a webhook holds this bot token: %s", error.message)
             await _pause(stop, 5.0)
@@ -64,11 +78,8 @@ async def poll(
             backoff = min(backoff * 2, 30.0)
             continue
         backoff = 1.0
-        if not updates:
+        if not payloads:
             continue
-        payloads: list[dict[str, Any]] = [
-            u.model_dump(mode="json", by_alias=True, exclude_none=True) for u in updates
-        ]
         try:
             fresh = await inbox.store(payloads)
         except Exception as error:

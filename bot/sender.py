@@ -295,9 +295,11 @@ class Sender:
         self.wake()
 
     async def _unreachable(self, message: Claimed, reason: str) -> None:
-        await self.outbox.failed(message.id, reason)
+        # The customer first: a message marked failed always has its customer marked too,
+        # and a stop in between leaves the message to be taken again, then skipped.
         if message.customer_id is not None:
             await self.customers.mark_unreachable(message.customer_id)
+        await self.outbox.failed(message.id, reason)
 
     def _markup(self, message: Claimed) -> InlineKeyboardMarkup | None:
         """Every marketing message carries its own way out."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -31,7 +32,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 # in steady use is not, as a check costs three round trips to the server on every checkout.
 PING_AFTER_IDLE = 1.0
 _RETURNED_AT = "carebot_returned_at"
-POOL_SIZE = 20
+POOL_SIZE = 30
 # asyncpg waits 60 s for a connection by default; a server that drops packets instead of
 # refusing them would hold every update that long before the customer hears an apology.
 CONNECT_TIMEOUT = 5.0
@@ -65,12 +66,13 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         options: dict[str, Any] = {"echo": echo}
-        # Connections beyond pool_size are closed when they come back while the pool is
-        # full, and opening one costs more than several queries: the pool is sized for
-        # the updates handled at once, the overflow only for bursts past that.
+        # No overflow: an overflow connection is closed when it comes back while the pool
+        # is full, and under load that meant opening one (several round trips and
+        # more CPU than a query) every few updates. Past POOL_SIZE a session waits for a
+        # connection instead; the bound per process is the same.
         # (An in-memory SQLite database lives in one connection: no pool to size.)
         if ":memory:" not in url:
-            options.update(pool_size=POOL_SIZE, max_overflow=10)
+            options.update(pool_size=POOL_SIZE, max_overflow=0)
         if url.startswith("postgresql+asyncpg"):
             options.update(connect_args={"timeout": CONNECT_TIMEOUT})
         self.engine: AsyncEngine = create_async_engine(url, **options)
@@ -87,6 +89,7 @@ class Database:
         readers = self.engine
         if self.engine.dialect.name == "postgresql":
             readers = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._readers = readers
         self._read_sessions = async_sessionmaker(readers, expire_on_commit=False)
 
     def _ping_if_idle(self, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
@@ -119,6 +122,13 @@ class Database:
         or to lock them, use `transaction()`."""
         async with self._read_sessions() as session:
             yield session
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """A bare connection for the reads made on every update: no session's
+        bookkeeping (identity map, transaction state), which costs more than the query."""
+        async with self._readers.connect() as connection:
+            yield connection
 
     async def ping(self) -> bool:
         try:

@@ -19,7 +19,8 @@ from services.policy import LOCALES, Policy
 # Writing last_seen on every message would make each update a write; a minute is plenty.
 _SEEN_RESOLUTION = timedelta(minutes=1)
 # Run for every update: built once, as building a statement costs more than running it.
-_BY_TELEGRAM = select(Customer).where(Customer.telegram_id == bindparam("telegram_id"))
+_CUSTOMERS = Customer.__table__.c
+_BY_TELEGRAM = select(*_CUSTOMERS).where(_CUSTOMERS.telegram_id == bindparam("telegram_id"))
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,12 @@ class Customers:
         Most messages change nothing, and are only read.
         """
         now = self.clock.now()
-        async with self.db.session() as session:
-            known = await session.scalar(_BY_TELEGRAM, {"telegram_id": profile.telegram_id})
+        async with self.db.reading() as connection:
+            row = (
+                await connection.execute(_BY_TELEGRAM, {"telegram_id": profile.telegram_id})
+            ).first()
+        # Handlers read the customer and pass on its id; none adds it to a session.
+        known = Customer(**row._mapping) if row is not None else None
         if known is not None and not _outdated(known, profile, now):
             return known, False
         async with self.db.transaction() as session:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -83,15 +83,21 @@ async def balance_of(session: AsyncSession, customer_id: int) -> int:
     return int(total or 0)
 
 
+# Run on every points lookup and sale: built once, as building a statement costs more
+# than running it.
+_SPEND_BETWEEN = select(func.sum(Purchase.amount)).where(
+    Purchase.customer_id == bindparam("customer_id"),
+    Purchase.occurred_at >= bindparam("start"),
+    Purchase.occurred_at < bindparam("end"),
+)
+_LEDGER = select(PointsEntry).where(PointsEntry.customer_id == bindparam("customer_id"))
+
+
 async def spend_between(
     session: AsyncSession, customer_id: int, start: datetime, end: datetime
 ) -> Decimal:
     total = await session.scalar(
-        select(func.sum(Purchase.amount)).where(
-            Purchase.customer_id == customer_id,
-            Purchase.occurred_at >= start,
-            Purchase.occurred_at < end,
-        )
+        _SPEND_BETWEEN, {"customer_id": customer_id, "start": start, "end": end}
     )
     return Decimal(total) if total is not None else Decimal("0.00")
 
@@ -388,11 +394,7 @@ class Loyalty:
     ) -> tuple[list[PointsEntry], Decimal]:
         """Every ledger entry of the customer, and their spend over the trailing year."""
         async with self.db.session() as session:
-            entries = list(
-                await session.scalars(
-                    select(PointsEntry).where(PointsEntry.customer_id == customer_id)
-                )
-            )
+            entries = list(await session.scalars(_LEDGER, {"customer_id": customer_id}))
             # A sale recorded this very second counts, as it does for the tier-up note.
             spend = await spend_between(
                 session, customer_id, now - TRAILING, now + timedelta(seconds=1)
