@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 
 from models import Customer, SegmentSnapshot
 from models.database import Database
+from services import segmentation
 from services.clock import FrozenClock
 from services.policy import Policy
 from tests.services.outreach_helpers import Shop, local, shop
@@ -127,3 +128,33 @@ async def test_figures_follow_the_shops_calendar_and_net_out_refunds(
     assert shot.tier == "small" and report.buyers == 1
     assert shot.risk_reasons == [{"code": "silence", "days": 20, "usual": 1}]
     assert shot.churn_probability == pytest.approx(0.8)
+
+
+async def test_sqlite_reads_in_processes_give_the_same_snapshots(
+    care: Shop, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if care.db.dialect != "sqlite":
+        pytest.skip("the reads in processes of their own are SQLite's")
+    rng = random.Random(11)
+    now = clock.now()
+    for n in range(40):
+        customer = await care.customer(f"P{n}")
+        for _ in range(rng.randint(0, 6)):
+            amount = str(rng.choice([25, 80, 300, 1200]))
+            await care.buys(customer, amount, now - timedelta(days=rng.randint(0, 800)))
+    await care.customer("Era", erased=True)
+
+    def figures(shots: dict[int, SegmentSnapshot]) -> dict[int, tuple[object, ...]]:
+        names = ("recency_days", "frequency", "monetary", "segment", "abc_class", "tier")
+        names += ("r_score", "f_score", "m_score", "churn_probability", "risk_reasons")
+        return {cid: tuple(getattr(s, n) for n in names) for cid, s in shots.items()}
+
+    monkeypatch.setattr(segmentation, "PROCESS_READS_FROM", 10**9)
+    in_process = await care.jobs.segmentation.run()
+    expected = figures(await snapshots(care))
+    monkeypatch.setattr(segmentation, "PROCESS_READS_FROM", 0)
+    in_processes = await care.jobs.segmentation.run()
+
+    assert figures(await snapshots(care)) == expected
+    assert len(expected) == 40
+    assert in_processes.segments == in_process.segments and in_processes.tiers == in_process.tiers
