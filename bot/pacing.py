@@ -40,6 +40,10 @@ class Pacer(Protocol):
         """Telegram answered 429: nobody sends for `seconds`."""
         ...
 
+    async def paused(self) -> bool:
+        """Whether a 429 pause is running now."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -101,6 +105,9 @@ class LocalPacer:
     async def pause(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, self._monotonic() + seconds)
 
+    async def paused(self) -> bool:
+        return self._paused_until > self._monotonic()
+
     async def close(self) -> None:
         return None
 
@@ -136,6 +143,13 @@ if until_us > paused then
   redis.call('SET', KEYS[1], string.format("%d", until_us), 'PX', ttl)
 end
 return 1
+"""
+
+
+_PAUSED = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+return tonumber(redis.call('GET', KEYS[1]) or '0') > now and 1 or 0
 """
 
 
@@ -181,6 +195,7 @@ class RedisPacer:
         self._reserve = self.redis.register_script(_RESERVE)
         self._pause = self.redis.register_script(_PAUSE)
         self._admit = self.redis.register_script(_ADMIT)
+        self._paused = self.redis.register_script(_PAUSED)
         self.per_window = max(1, int(rate * WINDOW))
         self._name = uuid.uuid4().hex
         self._count = 0
@@ -216,6 +231,9 @@ class RedisPacer:
 
     async def pause(self, seconds: float) -> None:
         await self._pause([f"{self.prefix}:paused"], [int(seconds * 1_000_000)])
+
+    async def paused(self) -> bool:
+        return bool(await self._paused([f"{self.prefix}:paused"]))
 
     async def close(self) -> None:
         await self.redis.aclose()

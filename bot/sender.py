@@ -214,6 +214,10 @@ class Sender:
                     async with self._flight:
                         if not await self.outbox.take(message):
                             return 0
+                        # Taking it is a database write: a 429 may have come meanwhile,
+                        # and sending now would be sending during the pause.
+                        while await self.pacer.paused():
+                            await self.pacer.wait(message.chat_id)
                         outcome = await self._send(message)
                     if outcome is not Outcome.RETRY:
                         return int(outcome is Outcome.SENT)
