@@ -35,11 +35,10 @@ capped at 0.95.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import multiprocessing
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import chain, pairwise
@@ -57,13 +56,13 @@ from sqlalchemy import (
     and_,
     case,
     cast,
-    create_engine,
     delete,
     func,
     literal_column,
     select,
     type_coerce,
 )
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import QueryableAttribute
@@ -79,7 +78,7 @@ from models import (
     TicketKind,
 )
 from models.database import Database
-from services import abc, bgnbd, rfm, tiers
+from services import abc, bgnbd, rfm, sqlite_read, tiers
 from services.clock import Clock
 from services.loyalty import TRAILING
 from services.policy import Policy
@@ -95,6 +94,8 @@ PARALLEL_READS = 2
 # Below this many customers the read takes under a second, less than starting processes.
 PROCESS_READS_FROM = 200_000
 WRITE_BATCH = 50_000
+# Snapshot rows per INSERT on SQLite (13 parameters each, far below its limit of 32,766).
+SQLITE_STATEMENT_ROWS = 100
 OVERDUE_RISK = 0.6
 LONG_OVERDUE_RISK = 0.8
 COMPLAINT_RISK = 0.1
@@ -105,8 +106,9 @@ MAX_RULE_RISK = 0.95
 MODEL_REASON_AT = 0.5
 
 FloatArray = NDArray[np.float64]
-# Snapshot rows for customers [start, stop), the last column being the given computed_at.
-_Rows = Callable[[int, int, Any], Iterator[tuple[Any, ...]]]
+# Snapshot rows for customers [start, stop) as Python objects in the order of
+# _SNAPSHOT_COLUMNS, one row each, the last column being the given computed_at.
+_Rows = Callable[[int, int, Any], NDArray[np.object_]]
 _EPOCH = date(1970, 1, 1)
 _INDEXED = ("segment", "abc_class", "tier")
 _SNAPSHOT_COLUMNS = (
@@ -206,10 +208,19 @@ class _Facts:
 
 @dataclass
 class _Signals:
-    """Per-customer rule risk, and each customer's reasons (JSON objects, in order)."""
+    """Per-customer rule risk, and each customer's reasons: JSON objects in order, joined
+    by ", ", an empty text for a customer without one."""
 
     risk: FloatArray
-    reasons: dict[int, list[str]]
+    reasons: NDArray[np.object_]
+
+    def add(self, rows: NDArray[np.intp], reasons: list[str]) -> None:
+        """Append one reason to each of the given rows (no row twice)."""
+        before = self.reasons[rows]
+        added = np.array(reasons, dtype=object)
+        more = before != ""
+        added[more] = before[more] + ", " + added[more]
+        self.reasons[rows] = added
 
 
 class Segmentation:
@@ -226,20 +237,6 @@ class Segmentation:
         now = self.clock.now()
         today = (now.astimezone(self.zone).date() - _EPOCH).days
         facts = await self._facts(now)
-        async with self.db.session() as session:
-            complaints: dict[int, int] = dict(
-                (
-                    await session.execute(
-                        select(Ticket.customer_id, func.count(Ticket.id))
-                        .where(
-                            Ticket.kind == TicketKind.COMPLAINT,
-                            Ticket.created_at >= now - timedelta(days=rules.signal_days),
-                        )
-                        .group_by(Ticket.customer_id)
-                    )
-                ).all()
-            )
-            low = await self._lowest_ratings(session, now)
         n = facts.ids.size
         history = np.flatnonzero(facts.purchase_days > 0)
         x = facts.purchase_days[history] - 1
@@ -248,18 +245,21 @@ class Segmentation:
         recency_days = np.full(n, np.nan)
         recency_days[history] = today - facts.last_day[history]
 
-        model, model_risk = self._fit(x, t_x, big_t)
-        signals = self._signals(n, history, x, t_x, big_t, facts, complaints, low)
+        # The model is fitted on a thread of its own while the rule signals are read and
+        # computed: numpy lets other threads run during its array loops.
+        (model, model_risk), signals = await asyncio.gather(
+            asyncio.to_thread(self._fit, x, t_x, big_t),
+            self._rule_signals(now, history, x, t_x, big_t, facts),
+        )
         churn = np.full(n, np.nan)
         churn[history] = signals.risk[history]
         if model_risk is not None:
             churn[history] = np.maximum(churn[history], model_risk)
             named = model_risk >= MODEL_REASON_AT
             alive = np.round(1 - model_risk[named], 3)
-            for row, value in zip(history[named].tolist(), alive.tolist(), strict=True):
-                signals.reasons.setdefault(row, []).append(
-                    f'{{"code": "model", "alive": {value!r}}}'
-                )
+            signals.add(
+                history[named], [f'{{"code": "model", "alive": {v!r}}}' for v in alive.tolist()]
+            )
 
         monetary = facts.monetary_cents / 100
         scored = facts.frequency >= 1
@@ -285,40 +285,38 @@ class Segmentation:
         tier_rules = self.policy.tiers
         tier_index = tiers.classify_tiers(facts.spend_cents / 100, tier_rules)
 
-        def rows(start: int, stop: int, stamp: Any) -> Iterator[tuple[Any, ...]]:
+        names = {
+            "segment": np.array(segment_keys, dtype=object)[segment_codes],
+            "abc_class": np.array(abc.ABC_CLASSES, dtype=object)[classes],
+            "tier": np.array([t.key for t in tier_rules], dtype=object)[tier_index],
+        }
+        rounded_churn = np.round(churn, 4)
+        reasons = np.full(n, None, dtype=object)
+        some = signals.reasons != ""
+        reasons[some] = "[" + signals.reasons[some] + "]"
+
+        def rows(start: int, stop: int, stamp: Any) -> NDArray[np.object_]:
             window = slice(start, stop)
-            reasons = signals.reasons
-            for i, cid, recency, freq, cents, rs, fs, ms, seg, cls, tier, risk in zip(
-                range(start, stop),
-                facts.ids[window].tolist(),
-                recency_days[window].tolist(),
-                facts.frequency[window].tolist(),
-                facts.monetary_cents[window].tolist(),
-                r[window].tolist(),
-                f[window].tolist(),
-                m[window].tolist(),
-                segment_codes[window].tolist(),
-                classes[window].tolist(),
-                tier_index[window].tolist(),
-                np.round(churn[window], 4).tolist(),
-                strict=True,
-            ):
-                # NaN, the only value unequal to itself, stands for "none" in the arrays.
-                yield (
-                    cid,
-                    None if recency != recency else int(recency),
-                    int(freq),
-                    cents,
-                    rs or None,
-                    fs or None,
-                    ms or None,
-                    segment_keys[seg],
-                    abc.ABC_CLASSES[cls],
-                    tier_rules[tier].key,
-                    None if risk != risk else risk,
-                    f"[{', '.join(reasons[i])}]" if i in reasons else None,
-                    stamp,
-                )
+            recency, risk = recency_days[window], rounded_churn[window]
+            columns = {
+                "customer_id": facts.ids[window].astype(object),
+                "recency_days": _nullable(
+                    np.nan_to_num(recency).astype(np.int64), np.isnan(recency)
+                ),
+                "frequency": facts.frequency[window].astype(np.int64).astype(object),
+                "monetary": facts.monetary_cents[window].astype(object),
+                "r_score": _nullable(r[window], r[window] == 0),
+                "f_score": _nullable(f[window], f[window] == 0),
+                "m_score": _nullable(m[window], m[window] == 0),
+                **{key: values[window] for key, values in names.items()},
+                "churn_probability": _nullable(risk, np.isnan(risk)),
+                "risk_reasons": reasons[window],
+                "computed_at": stamp,
+            }
+            table = np.empty((stop - start, len(_SNAPSHOT_COLUMNS)), dtype=object)
+            for k, column in enumerate(_SNAPSHOT_COLUMNS):
+                table[:, k] = columns[column]
+            return table
 
         await self._write(n, rows, now)
         return SegmentationReport(
@@ -327,10 +325,8 @@ class Segmentation:
             buyers=int(scored.sum()),
             window_days=rules.window_days,
             abc=abc.summarize_abc(monetary[scored], classes[scored]),
-            segments={
-                segment_keys[code]: count for code, count in Counter(segment_codes.tolist()).items()
-            },
-            tiers=dict(Counter(tier_rules[i].key for i in tier_index.tolist())),
+            segments=_tally(segment_codes, segment_keys),
+            tiers=_tally(tier_index, [t.key for t in tier_rules]),
             at_risk=int(np.sum(np.nan_to_num(churn) >= 0.5)),
             model=model,
         )
@@ -357,25 +353,9 @@ class Segmentation:
             # One SQLite library in one process serialises its connections on shared
             # locks: two reader threads took as long as one. Processes of their own read
             # the file side by side.
-            loop = asyncio.get_running_loop()
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(len(ranges), mp_context=context) as pool:
-                rules = self.policy.segmentation
-                parts = await asyncio.gather(
-                    *(
-                        loop.run_in_executor(
-                            pool,
-                            _read_sqlite_facts,
-                            path,
-                            self.zone.key,
-                            rules.window_days,
-                            now,
-                            start,
-                            stop,
-                        )
-                        for start, stop in ranges
-                    )
-                )
+            parts = await asyncio.gather(
+                *(self._facts_in_process(path, now, start, stop) for start, stop in ranges)
+            )
         else:
             parts = await asyncio.gather(
                 *(self._facts_between(now, start, stop) for start, stop in ranges)
@@ -392,6 +372,36 @@ class Segmentation:
             connection = await session.connection()
             result = await connection.stream(query)
             return _table([p async for p in result.partitions(READ_PARTITION)])
+
+    async def _facts_in_process(
+        self, path: str, now: datetime, start: int, stop: int
+    ) -> NDArray[np.float64]:
+        """_facts_between on an SQLite file, read by a process of its own."""
+        query = _facts_query(
+            "sqlite", self.zone, self.policy.segmentation.window_days, now, start, stop
+        )
+        # Every value in it is a time, a day count or a customer id computed here.
+        sql = str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            sqlite_read.__name__,
+            path,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, _ = await child.communicate(sql.encode())
+        except BaseException:
+            # Cancelled (the bot stopping): the child's read is of no use any more.
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+            raise
+        if child.returncode:
+            raise RuntimeError(
+                f"reading the figures failed in a child process ({child.returncode})"
+            )
+        return np.frombuffer(out, dtype=np.float64).reshape(-1, 7)
 
     async def _lowest_ratings(self, session: AsyncSession, now: datetime) -> dict[int, int]:
         """Per customer, their lowest ticket rating or survey rating within signal_days,
@@ -442,6 +452,32 @@ class Segmentation:
         )
         return model, 1.0 - alive
 
+    async def _rule_signals(
+        self,
+        now: datetime,
+        rows: NDArray[np.intp],
+        x: FloatArray,
+        t_x: FloatArray,
+        big_t: FloatArray,
+        facts: _Facts,
+    ) -> _Signals:
+        async with self.db.session() as session:
+            complaints: dict[int, int] = dict(
+                (
+                    await session.execute(
+                        select(Ticket.customer_id, func.count(Ticket.id))
+                        .where(
+                            Ticket.kind == TicketKind.COMPLAINT,
+                            Ticket.created_at
+                            >= now - timedelta(days=self.policy.segmentation.signal_days),
+                        )
+                        .group_by(Ticket.customer_id)
+                    )
+                ).all()
+            )
+            low = await self._lowest_ratings(session, now)
+        return self._signals(facts.ids.size, rows, x, t_x, big_t, facts, complaints, low)
+
     def _signals(
         self,
         n: int,
@@ -455,8 +491,8 @@ class Segmentation:
     ) -> _Signals:
         rules = self.policy.segmentation
         unit = rules.model_unit_days
-        risk = np.zeros(n)
-        reasons: dict[int, list[str]] = {}
+        signals = _Signals(np.zeros(n), np.full(n, "", dtype=object))
+        risk = signals.risk
         repeat = x > 0
         own = np.where(repeat, t_x * unit / np.where(repeat, x, 1.0), np.nan)
         if repeat.any():
@@ -465,26 +501,37 @@ class Segmentation:
             overdue = (usual > 0) & (silence > rules.interval_factor * usual)
             long = silence > 2 * rules.interval_factor * usual
             risk[rows[overdue]] = np.where(long[overdue], LONG_OVERDUE_RISK, OVERDUE_RISK)
-            for row, own_interval, days, typical in zip(
-                rows[overdue].tolist(),
-                repeat[overdue].tolist(),
-                np.rint(silence[overdue]).astype(np.int64).tolist(),
-                np.rint(usual[overdue]).astype(np.int64).tolist(),
-                strict=True,
-            ):
-                code = "silence" if own_interval else "silence_shop"
-                reasons[row] = [f'{{"code": "{code}", "days": {days}, "usual": {typical}}}']
+            signals.add(
+                rows[overdue],
+                [
+                    f'{{"code": "{"silence" if own else "silence_shop"}", "days": {days},'
+                    f' "usual": {typical}}}'
+                    for own, days, typical in zip(
+                        repeat[overdue].tolist(),
+                        np.rint(silence[overdue]).astype(np.int64).tolist(),
+                        np.rint(usual[overdue]).astype(np.int64).tolist(),
+                        strict=True,
+                    )
+                ],
+            )
+        counts = np.fromiter(complaints.values(), dtype=np.int64, count=len(complaints))
         complaint_rows = facts.at(list(complaints))
-        for i, count in zip(complaint_rows.tolist(), complaints.values(), strict=True):
-            if i >= 0 and count:
-                risk[i] += min(COMPLAINT_RISK * count, MAX_COMPLAINT_RISK)
-                reasons.setdefault(i, []).append(f'{{"code": "complaints", "count": {count}}}')
+        complained = (complaint_rows >= 0) & (counts > 0)
+        complaint_rows, counts = complaint_rows[complained], counts[complained]
+        risk[complaint_rows] += np.minimum(COMPLAINT_RISK * counts, MAX_COMPLAINT_RISK)
+        signals.add(
+            complaint_rows, [f'{{"code": "complaints", "count": {c}}}' for c in counts.tolist()]
+        )
+        scores = np.fromiter(low.values(), dtype=np.int64, count=len(low))
         low_rows = facts.at(list(low))
-        for i, score in zip(low_rows.tolist(), low.values(), strict=True):
-            if i >= 0:
-                risk[i] += LOW_RATING_RISK
-                reasons.setdefault(i, []).append(f'{{"code": "low_rating", "score": {score}}}')
-        return _Signals(np.minimum(risk, MAX_RULE_RISK), reasons)
+        rated = low_rows >= 0
+        risk[low_rows[rated]] += LOW_RATING_RISK
+        signals.add(
+            low_rows[rated],
+            [f'{{"code": "low_rating", "score": {s}}}' for s in scores[rated].tolist()],
+        )
+        np.minimum(risk, MAX_RULE_RISK, out=risk)
+        return signals
 
     async def _write(self, n: int, rows: _Rows, now: datetime) -> None:
         """Replace the snapshots; erased customers lose theirs."""
@@ -507,36 +554,50 @@ class Segmentation:
         # between them; readers see either a customer's old snapshot or the new one.
         # Segment, ABC class and tier are indexed and mostly the same as the night before:
         # they are set only where they changed, which spares SQLite half the index work.
+        # Each statement takes many rows: running a statement costs more than its rows.
         columns = ", ".join(_SNAPSHOT_COLUMNS)
         updates = ", ".join(
             f"{c} = excluded.{c}" for c in _SNAPSHOT_COLUMNS[1:] if c not in _INDEXED
         )
-        upsert = (
-            f"INSERT INTO customer_segments ({columns})"
-            f" VALUES ({', '.join('?' * len(_SNAPSHOT_COLUMNS))})"
-            f" ON CONFLICT (customer_id) DO UPDATE SET {updates}"
-        )
-        positions = [_SNAPSHOT_COLUMNS.index(c) for c in ("customer_id", *_INDEXED)]
-        changed = " OR ".join(f"{c} IS NOT ?{k}" for k, c in enumerate(_INDEXED, start=2))
-        moved = (
-            "UPDATE customer_segments SET "
-            + ", ".join(f"{c} = ?{k}" for k, c in enumerate(_INDEXED, start=2))
-            + f" WHERE customer_id = ?1 AND ({changed})"
-        )
+        keyed = ("customer_id", *_INDEXED)
+        positions = [_SNAPSHOT_COLUMNS.index(c) for c in keyed]
+        changed = " OR ".join(f"customer_segments.{c} IS NOT fresh.{c}" for c in _INDEXED)
 
-        async def write(batch: list[tuple[Any, ...]]) -> None:
+        def upsert(count: int) -> str:
+            return (
+                f"INSERT INTO customer_segments ({columns})"
+                f" VALUES {_placeholders(count, len(_SNAPSHOT_COLUMNS))}"
+                f" ON CONFLICT (customer_id) DO UPDATE SET {updates}"
+            )
+
+        def moved(count: int) -> str:
+            return (
+                f"WITH fresh ({', '.join(keyed)}) AS (VALUES {_placeholders(count, len(keyed))})"
+                " UPDATE customer_segments SET "
+                + ", ".join(f"{c} = fresh.{c}" for c in _INDEXED)
+                + " FROM fresh WHERE customer_segments.customer_id = fresh.customer_id"
+                f" AND ({changed})"
+            )
+
+        async def write(table: NDArray[np.object_]) -> None:
             async with self.db.transaction() as session:
                 connection = await session.connection()
-                await connection.exec_driver_sql(upsert, batch)
-                await connection.exec_driver_sql(
-                    moved, [tuple(row[k] for k in positions) for row in batch]
-                )
+                for statement, values in ((upsert, table), (moved, table[:, positions])):
+                    whole = len(values) // SQLITE_STATEMENT_ROWS * SQLITE_STATEMENT_ROWS
+                    if whole:
+                        groups = values[:whole].reshape(whole // SQLITE_STATEMENT_ROWS, -1)
+                        await connection.exec_driver_sql(
+                            statement(SQLITE_STATEMENT_ROWS), list(map(tuple, groups.tolist()))
+                        )
+                    if whole < len(values):
+                        rest = tuple(values[whole:].ravel().tolist())
+                        await connection.exec_driver_sql(statement(len(values) - whole), rest)
 
         # The next batch is built while SQLite's thread writes the previous one.
         writing: asyncio.Task[None] | None = None
         try:
             for start in range(0, n, WRITE_BATCH):
-                batch = list(rows(start, min(n, start + WRITE_BATCH), stamp))
+                batch = rows(start, min(n, start + WRITE_BATCH), stamp)
                 if writing is not None:
                     await writing
                 writing = asyncio.create_task(write(batch))
@@ -559,7 +620,7 @@ class Segmentation:
             for start in range(0, n, WRITE_BATCH):
                 await driver.copy_records_to_table(
                     "segments_new",
-                    records=rows(start, min(n, start + WRITE_BATCH), now),
+                    records=rows(start, min(n, start + WRITE_BATCH), now).tolist(),
                     columns=list(_SNAPSHOT_COLUMNS),
                 )
             await connection.exec_driver_sql(
@@ -651,15 +712,23 @@ def _table(partitions: Sequence[Sequence[Sequence[Any]]]) -> NDArray[np.float64]
     return np.concatenate(blocks)
 
 
-def _read_sqlite_facts(
-    path: str, zone_key: str, window_days: int, now: datetime, start: int, stop: int
-) -> NDArray[np.float64]:
-    """_facts_query on an SQLite file, in a process of its own (see Segmentation._facts)."""
-    engine = create_engine(f"sqlite:///{path}")
-    try:
-        with engine.connect() as connection:
-            query = _facts_query("sqlite", ZoneInfo(zone_key), window_days, now, start, stop)
-            result = connection.execute(query)
-            return _table(list(result.partitions(READ_PARTITION)))
-    finally:
-        engine.dispose()
+def _tally(codes: NDArray[np.integer[Any]], names: Sequence[str]) -> dict[str, int]:
+    """How many of each code there are, by name, in the order they first appear."""
+    values, firsts, counts = np.unique(codes, return_index=True, return_counts=True)
+    order = np.argsort(firsts)
+    return {
+        names[v]: c for v, c in zip(values[order].tolist(), counts[order].tolist(), strict=True)
+    }
+
+
+def _placeholders(rows: int, columns: int) -> str:
+    """VALUES rows of question marks for a statement taking several rows."""
+    row = f"({', '.join('?' * columns)})"
+    return ", ".join([row] * rows)
+
+
+def _nullable(values: NDArray[Any], missing: NDArray[np.bool_]) -> NDArray[np.object_]:
+    """The values as Python objects (what the drivers bind), None where missing."""
+    objects = values.astype(object)
+    objects[missing] = None
+    return objects
