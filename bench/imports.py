@@ -45,7 +45,7 @@ from sqlalchemy import func, insert, select, text
 from bench.fresh import carebot_command, fresh_database
 from models import Customer, PointsEntry, Purchase
 from models.database import Database
-from services.imports import PURCHASE_COLUMNS
+from services.import_rows import PURCHASE_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 STORES = [f"门店{n:02d}" for n in range(1, 21)]

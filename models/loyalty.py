@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
@@ -31,7 +31,20 @@ class Purchase(Base):
     __table_args__ = (
         # Holding the amount lets the nightly classification read from the index alone.
         Index("ix_purchases_customer_occurred_amount", "customer_id", "occurred_at", "amount"),
-        Index("ix_purchases_phone_unlinked", "phone"),
+        # Only sales waiting for their customer are looked up by phone (when one shares it).
+        Index(
+            "ix_purchases_phone_unlinked",
+            "phone",
+            sqlite_where=text("customer_id IS NULL"),
+            postgresql_where=text("customer_id IS NULL"),
+        ),
+        # A refund asks what its sale has refunded already; only refunds are in it.
+        Index(
+            "ix_purchases_refund_of",
+            "refund_of_id",
+            sqlite_where=text("refund_of_id IS NOT NULL"),
+            postgresql_where=text("refund_of_id IS NOT NULL"),
+        ),
         Index("ix_purchases_occurred_at", "occurred_at"),
     )
 

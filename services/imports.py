@@ -13,14 +13,17 @@ sale waiting for them. Imports are history: they send no messages to customers.
 
 from __future__ import annotations
 
-import csv
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
-from functools import lru_cache
-from typing import Any
+import asyncio
+import logging
+import multiprocessing
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import aclosing, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert, select, text
@@ -30,6 +33,19 @@ from models import Customer, PointsEntry, Purchase
 from models.database import Database
 from services.audit import record_audit
 from services.clock import Clock
+from services.import_rows import (
+    BUYER_COLUMNS,
+    PURCHASE_COLUMNS,
+    Batch,
+    Fields,
+    ImportReport,
+    Parsed,
+    Rows,
+    Sale,
+    SaleParser,
+    cached_phone,
+    parse_plainly,
+)
 from services.loyalty import (
     TRAILING,
     Loyalty,
@@ -39,115 +55,26 @@ from services.loyalty import (
     points_for,
     refund_share,
 )
-from services.phones import InvalidPhone, normalize_phone
+from services.phones import InvalidPhone
 from services.policy import LOCALES, Policy
 
-PURCHASE_COLUMNS = (
-    "reference",
-    "phone",
-    "customer_id",
-    "telegram_id",
-    "amount",
-    "currency",
-    "occurred_at",
-    "store",
-    "refund_of",
-)
 CUSTOMER_COLUMNS = ("phone", "name", "birthday", "locale", "region", "marketing_opt_in")
-BUYER_COLUMNS = ("phone", "customer_id", "telegram_id")
-# The report lists this many bad rows and counts the rest.
-MAX_REPORTED = 100
 BATCH = 10_000
-PHONE_CACHE = 65536
+# Below this many rows the whole file is parsed here: a child process takes under half a
+# second to start, about as long as parsing 20,000 rows.
+PARSE_APART_FROM = 20_000
 IMPORT_CACHE_KIB = 65536
-MAX_AMOUNT = Decimal("10000000000")
 _TRUE = {"true", "1", "yes", "y", "是", "t"}
 _FALSE = {"false", "0", "no", "n", "否", "f"}
 
+log = logging.getLogger(__name__)
+
 Progress = Callable[[int], None]
-# Rows of the file as `_Rows.batches` gives them: (line number, values).
-_Batch = list[tuple[int, list[str]]]
-
-
-# Why a row is refused, as the command line and the API say it; in Telegram the
-# staff_import_reason template says it by the same keys, in the staff member's language.
-REASONS = {
-    "required": "is required",
-    "too_long": "is longer than {limit} characters",
-    "currency": "the shop keeps accounts in {currency}",
-    "refund_needs_sale": "a negative amount is a refund: name the sale",
-    "refund_not_negative": "only a negative amount can refund a sale",
-    "one_buyer": "give only one of phone, customer_id, telegram_id",
-    "no_buyer": "give one of phone, customer_id, telegram_id",
-    "buyer_column": "needs a phone, customer_id or telegram_id column",
-    "phone": "is not a valid phone number",
-    "moment": "is not a date and time like 2026-04-30T15:20:00",
-    "future": "is in the future",
-    "no_customer": "no customer {id}",
-    "no_telegram_customer": "no customer with this Telegram id",
-    "sale": "{detail}",
-    "date": "is not a date like 1990-05-31",
-    "birthday": "is not a plausible birthday",
-    "locale": "must be one of {locales}",
-    "boolean": "must be true or false",
-    "number": "is not a number like 199.00",
-    "nonzero": "must be a non-zero amount",
-    "decimals": "has more than two decimals",
-    "whole": "is not a whole number",
-    "empty": "the file is empty; the first line must name the columns",
-    "unknown_column": "unknown column; the columns are {columns}",
-    "column_required": "this column is required",
-    "column_twice": "the column appears twice",
-    "fields": "has {found} fields, the header has {expected}",
-    "encoding": "the file is not UTF-8 text; save it as CSV UTF-8",
-    "csv": "not valid CSV: {detail}",
-}
-
-
-@dataclass(frozen=True)
-class RowError:
-    line: int
-    column: str
-    reason: str
-    code: str = field(default="", compare=False)
-    params: dict[str, object] = field(default_factory=dict, compare=False)
-
-
-@dataclass
-class ImportReport:
-    kind: str
-    rows: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    points: int = 0
-    error_count: int = 0
-    errors: list[RowError] = field(default_factory=list)
-    applied: bool = False
-
-    def reject(self, line: int, column: str, code: str, **params: object) -> None:
-        self.error_count += 1
-        if len(self.errors) < MAX_REPORTED:
-            reason = REASONS[code].format(**params)
-            self.errors.append(RowError(line, column, reason, code, params))
+_Item = TypeVar("_Item")
 
 
 class _Rejected(Exception):
     """Raised inside the transaction so that a file with bad rows leaves no trace."""
-
-
-@dataclass(frozen=True)
-class _Sale:
-    line: int
-    reference: str
-    amount: Decimal
-    currency: str
-    occurred_at: datetime
-    store: str | None
-    refund_of: str | None
-    phone: str | None
-    customer_id: int | None
-    telegram_id: int | None
 
 
 @dataclass(frozen=True)
@@ -177,11 +104,6 @@ class Importer:
         self.loyalty = loyalty
         self.zone = zone
         self.default_locale = default_locale
-        # A shop's file names the same customers again and again; parsing a number is slow.
-        self._phone = lru_cache(maxsize=PHONE_CACHE)(self._normalize)
-
-    def _normalize(self, raw: str) -> str:
-        return normalize_phone(raw, self.policy.phone_region)
 
     # --- purchases -------------------------------------------------------------------------
 
@@ -195,24 +117,23 @@ class Importer:
         batch_size: int = BATCH,
     ) -> ImportReport:
         report = ImportReport("purchases")
-        rows = _Rows(lines, report)
+        rows = Rows(lines, report)
         if not rows.header(PURCHASE_COLUMNS, required=("reference", "amount")):
             return report
         if not any(c in rows.columns for c in BUYER_COLUMNS):
             report.reject(1, "", "buyer_column")
             return report
-        fields = _Fields(rows.columns)
+        parser = SaleParser(
+            Fields(rows.columns), self.policy.currency, self.policy.phone_region, self.zone
+        )
 
-        async def write(session: AsyncSession, batch: _Batch) -> None:
-            parsed = [
-                s for line, values in batch if (s := self._sale(line, values, fields, report))
-            ]
-            await self._write_sales(session, parsed, report)
+        async def write(session: AsyncSession, sales: list[Sale]) -> None:
+            await self._write_sales(session, sales, report)
 
         return await self._apply(
-            rows,
+            report,
+            self._parsed(parser, rows.batches(batch_size), report),
             write,
-            batch_size,
             progress,
             actor=actor,
             source=source,
@@ -224,11 +145,69 @@ class Importer:
             },
         )
 
+    async def _parsed(
+        self, parser: SaleParser, batches: Iterator[Batch], report: ImportReport
+    ) -> AsyncGenerator[tuple[list[Sale], int]]:
+        """Each batch's sales and the count of rows read through it, what it refused taken
+        into the report. Once PARSE_APART_FROM rows are in, a child process parses the next
+        batch while this one is written: checking the rows and writing them cost about the
+        same, and a process gets a core of its own where threads of one would take turns."""
+        for batch in batches:
+            sales, faults = parser.parse(batch, self.clock.now())
+            report.absorb(faults)
+            yield sales, report.rows
+            if report.rows >= PARSE_APART_FROM:
+                break
+        else:
+            return
+        loop = asyncio.get_running_loop()
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+            alive = True
+
+            def submit(batch: Batch) -> _Pending:
+                nonlocal alive
+                now = self.clock.now()
+                future = None
+                if alive:
+                    try:
+                        future = loop.run_in_executor(child, parse_plainly, parser, batch, now)
+                    except BrokenProcessPool:
+                        alive = False
+                return _Pending(batch, now, report.rows, future)
+
+            async def take(pending: _Pending) -> list[Sale]:
+                nonlocal alive
+                if pending.parsed is not None:
+                    try:
+                        return _received(await pending.parsed, report)
+                    except BrokenProcessPool:
+                        # The child died (the system short of memory, say): the rest is
+                        # parsed here, slower but the same.
+                        if alive:
+                            log.warning("import: the parsing process died, parsing here")
+                        alive = False
+                sales, faults = parser.parse(pending.batch, pending.now)
+                report.absorb(faults)
+                return sales
+
+            try:
+                last = None
+                for batch in batches:
+                    following = submit(batch)
+                    if last is not None:
+                        yield await take(last), last.rows_read
+                    last = following
+                if last is not None:
+                    yield await take(last), last.rows_read
+            finally:
+                # Stopped early (cancelled, a write failed): nothing more is wanted of it.
+                child.shutdown(wait=False, cancel_futures=True)
+
     async def _apply(
         self,
-        rows: _Rows,
-        write: Callable[[AsyncSession, _Batch], Awaitable[None]],
-        batch_size: int,
+        report: ImportReport,
+        items: AsyncGenerator[tuple[_Item, int]],
+        write: Callable[[AsyncSession, _Item], Awaitable[None]],
         progress: Progress | None,
         *,
         actor: int | None,
@@ -236,17 +215,20 @@ class Importer:
         summary: Callable[[], dict[str, int]],
     ) -> ImportReport:
         """Every batch written in one transaction, rolled back whole if any row was refused."""
-        report = rows.report
         try:
-            async with self.db.transaction() as session, _page_cache(session):
+            async with (
+                self.db.transaction() as session,
+                _page_cache(session),
+                aclosing(items) as batches,
+            ):
                 statistics = _Statistics(self.db.dialect, report.kind)
-                for batch in rows.batches(batch_size):
+                async for batch, rows_read in batches:
                     await write(session, batch)
                     # Rows loaded through the session stay in its memory until it ends.
                     session.expunge_all()
                     await statistics.refresh(session, report.created)
                     if progress is not None:
-                        progress(report.rows)
+                        progress(rows_read)
                 if report.error_count:
                     raise _Rejected
                 record_audit(
@@ -263,94 +245,15 @@ class Importer:
         report.applied = True
         return report
 
-    def _sale(
-        self, line: int, values: list[str], fields: _Fields, report: ImportReport
-    ) -> _Sale | None:
-        errors = report.error_count
-        reference = values[fields.reference]
-        if not reference:
-            report.reject(line, "reference", "required")
-        elif len(reference) > 128:
-            report.reject(line, "reference", "too_long", limit=128)
-        amount = _amount(values[fields.amount], line, report)
-        currency = values[fields.currency].upper() or self.policy.currency
-        if currency != self.policy.currency:
-            report.reject(line, "currency", "currency", currency=self.policy.currency)
-        occurred = self._moment(values[fields.occurred_at], line, report)
-        store = values[fields.store] or None
-        if store is not None and len(store) > 64:
-            report.reject(line, "store", "too_long", limit=64)
-        refund_of = values[fields.refund_of] or None
-        if amount is not None and amount < 0 and refund_of is None:
-            report.reject(line, "refund_of", "refund_needs_sale")
-        if amount is not None and amount > 0 and refund_of is not None:
-            report.reject(line, "refund_of", "refund_not_negative")
-        raw_phone, raw_customer, raw_telegram = (
-            values[fields.phone],
-            values[fields.customer_id],
-            values[fields.telegram_id],
-        )
-        given = [
-            c
-            for c, v in zip(BUYER_COLUMNS, (raw_phone, raw_customer, raw_telegram), strict=True)
-            if v
-        ]
-        if len(given) > 1:
-            report.reject(line, given[1], "one_buyer")
-        elif not given and (amount is None or amount > 0):
-            report.reject(line, "phone", "no_buyer")
-        phone = None
-        if raw_phone:
-            try:
-                phone = self._phone(raw_phone)
-            except InvalidPhone:
-                report.reject(line, "phone", "phone")
-        customer_id = _integer(raw_customer, "customer_id", line, report)
-        telegram_id = _integer(raw_telegram, "telegram_id", line, report)
-        if report.error_count > errors or amount is None or occurred is None:
-            return None
-        return _Sale(
-            line,
-            reference,
-            amount,
-            currency,
-            occurred,
-            store,
-            refund_of,
-            phone,
-            customer_id,
-            telegram_id,
-        )
-
-    def _moment(self, text: str, line: int, report: ImportReport) -> datetime | None:
-        """ISO 8601; without an offset it is the shop's local time; empty is now."""
-        now = self.clock.now()
-        if not text:
-            return now
-        try:
-            if len(text) == 10:
-                moment = datetime.combine(date.fromisoformat(text), time(0), self.zone)
-            else:
-                moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            report.reject(line, "occurred_at", "moment")
-            return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=self.zone)
-        if moment > now + timedelta(days=1):
-            report.reject(line, "occurred_at", "future")
-            return None
-        return moment
-
     async def _write_sales(
-        self, session: AsyncSession, sales: list[_Sale], report: ImportReport
+        self, session: AsyncSession, sales: list[Sale], report: ImportReport
     ) -> None:
         failed = await self._unknown_buyers(session, sales, report)
         writer = await _SalesWriter.open(session, self)
         await writer.write([s for s in sales if s.line not in failed], report)
 
     async def _unknown_buyers(
-        self, session: AsyncSession, sales: list[_Sale], report: ImportReport
+        self, session: AsyncSession, sales: list[Sale], report: ImportReport
     ) -> set[int]:
         """The lines naming a customer id or Telegram id that nobody has; phones need no
         customer, their sales wait for one."""
@@ -391,11 +294,11 @@ class Importer:
         is joined to their Telegram chat when they share that number; a known one gets
         only the blanks filled in, and the file can turn marketing off but never on."""
         report = ImportReport("customers")
-        rows = _Rows(lines, report)
+        rows = Rows(lines, report)
         if not rows.header(CUSTOMER_COLUMNS, required=("phone",)):
             return report
 
-        async def write(session: AsyncSession, batch: _Batch) -> None:
+        async def write(session: AsyncSession, batch: Batch) -> None:
             people = [
                 p
                 for line, values in batch
@@ -404,9 +307,9 @@ class Importer:
             await self._write_people(session, people, report)
 
         return await self._apply(
-            rows,
+            report,
+            _read(rows, batch_size),
             write,
-            batch_size,
             progress,
             actor=actor,
             source=source,
@@ -425,7 +328,7 @@ class Importer:
             report.reject(line, "phone", "required")
         else:
             try:
-                phone = self._phone(values["phone"])
+                phone = cached_phone(values["phone"], self.policy.phone_region)
             except InvalidPhone:
                 report.reject(line, "phone", "phone")
         name = values.get("name") or None
@@ -534,8 +437,8 @@ class _SalesWriter:
         tables = _PostgresTables(driver, currency) if postgres else _SqliteTables(driver, currency)
         return _SalesWriter(session, tables, importer)
 
-    async def write(self, rows: list[_Sale], report: ImportReport) -> None:
-        fresh: list[_Sale] = []
+    async def write(self, rows: list[Sale], report: ImportReport) -> None:
+        fresh: list[Sale] = []
         seen: set[str] = set()
         for sale in rows:
             # The same reference twice in a batch: the first is recorded, the second known.
@@ -558,7 +461,7 @@ class _SalesWriter:
         await self._ledger(numbered, credited, refunds, now, report)
 
     async def _refunds(
-        self, refunds: list[tuple[int, _Sale]], report: ImportReport
+        self, refunds: list[tuple[int, Sale]], report: ImportReport
     ) -> dict[int, _Refund]:
         """The batch's new refunds that pass `check_refund`, written; by purchase id."""
         if not refunds:
@@ -638,7 +541,7 @@ class _SalesWriter:
             )
         return accepted
 
-    async def _buyers(self, refunds: list[_Sale]) -> dict[int, int]:
+    async def _buyers(self, refunds: list[Sale]) -> dict[int, int]:
         """The customer each refund names itself, by line, for those that name one."""
         session = self.session
         phones = {s.phone for s in refunds if s.phone is not None}
@@ -668,7 +571,7 @@ class _SalesWriter:
 
     async def _ledger(
         self,
-        numbered: list[tuple[int, _Sale]],
+        numbered: list[tuple[int, Sale]],
         credited: list[_Credited],
         refunds: dict[int, _Refund],
         now: datetime,
@@ -737,7 +640,7 @@ class _Original:
 
 @dataclass(frozen=True)
 class _Refund:
-    sale: _Sale
+    sale: Sale
     original: _Original
 
 
@@ -756,7 +659,7 @@ class _SqliteTables:
         last = next(iter(found))[0]
         return list(range(last + 1, last + 1 + count))
 
-    async def insert_sales(self, sales: list[tuple[int, _Sale]], now: datetime) -> None:
+    async def insert_sales(self, sales: list[tuple[int, Sale]], now: datetime) -> None:
         currency, created = self.currency, _sqlite_moment(now)
         await self.driver.executemany(
             _SQLITE_INSERT,
@@ -777,7 +680,7 @@ class _SqliteTables:
             ],
         )
 
-    async def credited(self, sales: list[tuple[int, _Sale]]) -> list[_Credited]:
+    async def credited(self, sales: list[tuple[int, Sale]]) -> list[_Credited]:
         if not sales:
             return []
         found = await self.driver.execute_fetchall(_SQLITE_CREDITED, (sales[0][0], sales[-1][0]))
@@ -814,7 +717,7 @@ class _PostgresTables:
     async def reserve(self, count: int) -> list[int]:
         return sorted(await self.driver.fetchval(_PG_NEW_IDS, count))
 
-    async def insert_sales(self, sales: list[tuple[int, _Sale]], now: datetime) -> None:
+    async def insert_sales(self, sales: list[tuple[int, Sale]], now: datetime) -> None:
         self.inserted = []
         if not sales:
             return
@@ -839,7 +742,7 @@ class _PostgresTables:
         found = await self.driver.fetch(_PG_INSERT, self.currency, now)
         self.inserted = [(pid, cid) for pid, cid in found]
 
-    async def credited(self, sales: list[tuple[int, _Sale]]) -> list[_Credited]:
+    async def credited(self, sales: list[tuple[int, Sale]]) -> list[_Credited]:
         moments = {pid: s.occurred_at for pid, s in sales}
         owned = [(pid, cid) for pid, cid in self.inserted if cid is not None]
         spends: dict[int, int] = {}
@@ -999,6 +902,29 @@ class _Statistics:
             self.next = 2 * written
 
 
+@dataclass(frozen=True)
+class _Pending:
+    """A batch handed to the child process: the rows, the time it was read at, the rows
+    read through it, and the child's answer to come (None once the child is gone)."""
+
+    batch: Batch
+    now: datetime
+    rows_read: int
+    parsed: asyncio.Future[Parsed] | None
+
+
+def _received(parsed: Parsed, report: ImportReport) -> list[Sale]:
+    rows, faults = parsed
+    report.absorb(faults)
+    return [Sale._make(row) for row in rows]
+
+
+async def _read(rows: Rows, size: int) -> AsyncGenerator[tuple[Batch, int]]:
+    """Each batch and the count of rows read through it."""
+    for batch in rows.batches(size):
+        yield batch, rows.report.rows
+
+
 def _fill(row: dict[str, Any], person: _Person) -> None:
     """A phone listed twice: the later line fills what the earlier left blank."""
     for key in ("name", "birthday", "region"):
@@ -1022,115 +948,3 @@ def _update(customer: Customer, person: _Person) -> bool:
         customer.marketing_opt_in = False
         changed = True
     return changed
-
-
-def _amount(text: str, line: int, report: ImportReport) -> Decimal | None:
-    if not text:
-        report.reject(line, "amount", "required")
-        return None
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        report.reject(line, "amount", "number")
-        return None
-    if not amount.is_finite() or amount == 0 or abs(amount) >= MAX_AMOUNT:
-        report.reject(line, "amount", "nonzero")
-        return None
-    if amount != amount.quantize(Decimal("0.01")):
-        report.reject(line, "amount", "decimals")
-        return None
-    return amount
-
-
-def _integer(text: str, column: str, line: int, report: ImportReport) -> int | None:
-    if not text:
-        return None
-    if not text.isdigit() or len(text) > 18:
-        report.reject(line, column, "whole")
-        return None
-    return int(text)
-
-
-class _Rows:
-    """The CSV's header and data rows, as (line number, values) in batches."""
-
-    def __init__(self, lines: Iterable[str], report: ImportReport) -> None:
-        self.reader = csv.reader(iter(lines))
-        self.report = report
-        self.columns: list[str] = []
-
-    def header(self, allowed: tuple[str, ...], required: tuple[str, ...]) -> bool:
-        try:
-            first = next(self.reader, None)
-        except (csv.Error, UnicodeDecodeError) as error:
-            _unreadable(self.report, 1, error)
-            return False
-        if not first:
-            self.report.reject(1, "", "empty")
-            return False
-        self.columns = [c.strip().lstrip("\ufeff").lower() for c in first]
-        for column in self.columns:
-            if column not in allowed:
-                self.report.reject(1, column, "unknown_column", columns=", ".join(allowed))
-        for column in required:
-            if column not in self.columns:
-                self.report.reject(1, column, "column_required")
-        duplicates = {c for c in self.columns if self.columns.count(c) > 1}
-        for column in sorted(duplicates):
-            self.report.reject(1, column, "column_twice")
-        return self.report.error_count == 0
-
-    def batches(self, size: int) -> Iterator[_Batch]:
-        """Each row as its stripped values in header order, and one empty value after
-        them, where `_Fields` points the columns the header does not have."""
-        batch: _Batch = []
-        width = len(self.columns)
-        reader = self.reader
-        while True:
-            start = reader.line_num + 1
-            try:
-                values = next(reader, None)
-            except (csv.Error, UnicodeDecodeError) as error:
-                _unreadable(self.report, start, error)
-                break
-            if values is None:
-                break
-            values = [v.strip() for v in values]
-            if not any(values):
-                continue
-            self.report.rows += 1
-            if len(values) != width:
-                self.report.reject(start, "", "fields", found=len(values), expected=width)
-                continue
-            values.append("")
-            batch.append((start, values))
-            if len(batch) >= size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
-
-
-class _Fields:
-    """Where each purchase column is in a row, so that a row is read without a dict."""
-
-    def __init__(self, columns: list[str]) -> None:
-        def at(name: str) -> int:
-            return columns.index(name) if name in columns else len(columns)
-
-        self.reference = at("reference")
-        self.phone = at("phone")
-        self.customer_id = at("customer_id")
-        self.telegram_id = at("telegram_id")
-        self.amount = at("amount")
-        self.currency = at("currency")
-        self.occurred_at = at("occurred_at")
-        self.store = at("store")
-        self.refund_of = at("refund_of")
-
-
-def _unreadable(report: ImportReport, line: int, error: Exception) -> None:
-    if isinstance(error, UnicodeDecodeError):
-        report.reject(line, "", "encoding")
-    else:
-        report.reject(line, "", "csv", detail=str(error))

@@ -383,7 +383,8 @@ class Policy(_Strict):
         return self.tiers[-1]
 
     def tier_for_spend(self, spend: Decimal) -> Tier:
-        return spend_tiers.tier_for_spend(spend, self.tiers)
+        # The tiers were checked when the policy was read; imports ask once per sale.
+        return self.tiers[spend_tiers.tier_index(spend, self.tiers)]
 
 
 def default_policy_text() -> str:

@@ -82,17 +82,18 @@ def classify_tiers(spend: ArrayLike, tiers: Sequence[TierRule] = DEFAULT_TIERS) 
 
 def tier_for_spend(spend: Decimal, tiers: Sequence[T]) -> T:
     """One customer's tier: the first whose minimum their spend reaches, else the lowest."""
-    return _checked(tiers)[_tier_index(spend, tiers)]
+    return _checked(tiers)[tier_index(spend, tiers)]
 
 
-def _tier_index(spend: Decimal, tiers: Sequence[TierRule]) -> int:
+def tier_index(spend: Decimal, tiers: Sequence[TierRule]) -> int:
+    """tier_for_spend's index, for tiers already checked."""
     return next((i for i, tier in enumerate(tiers) if spend >= tier.min_spend), len(tiers) - 1)
 
 
 def tier_progress(spend: Decimal, tiers: Sequence[TierRule] = DEFAULT_TIERS) -> TierProgress:
     """One customer's tier and, unless already in the top tier, what it takes to move up."""
     tiers = _checked(tiers)
-    index = _tier_index(spend, tiers)
+    index = tier_index(spend, tiers)
     if index == 0:
         return TierProgress(current=tiers[0].key, next_tier=None, amount_needed=None)
     up = tiers[index - 1]

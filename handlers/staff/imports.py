@@ -10,7 +10,8 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import BufferedInputFile, Message
 
 from bot.say import Say
-from services.imports import Importer, ImportReport
+from services.import_rows import ImportReport
+from services.imports import Importer
 
 router = Router(name=__name__)
 

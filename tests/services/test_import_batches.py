@@ -5,9 +5,11 @@ repeated references and buyers named every way; refused refunds are reported by 
 from __future__ import annotations
 
 import io
+import os
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import NoReturn
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,9 +18,11 @@ from sqlalchemy.dialects import sqlite
 
 from models import Customer, PointsEntry, Purchase
 from models.database import Database
+from services import imports
 from services.clock import FrozenClock
 from services.customers import Customers, TelegramProfile
-from services.imports import Importer, RowError, _sqlite_moment
+from services.import_rows import RowError
+from services.imports import Importer, _sqlite_moment
 from services.loyalty import Loyalty, Sale
 from services.policy import Policy
 
@@ -109,7 +113,15 @@ async def stored(db: Database) -> tuple[list[tuple[object, ...]], list[tuple[obj
         return [tuple(p) for p in purchases], [tuple(e) for e in entries]
 
 
-@pytest.mark.parametrize("batch_size", [1, 7, 500])
+def _die(*_: object) -> NoReturn:
+    """In the child process: it ends at once, as when the system kills it for memory."""
+    os._exit(9)
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "parsing"),
+    [(1, "here"), (7, "here"), (500, "here"), (7, "child"), (7, "child dies")],
+)
 async def test_batches_write_what_recording_one_by_one_writes(
     db: Database,
     policy: Policy,
@@ -117,7 +129,14 @@ async def test_batches_write_what_recording_one_by_one_writes(
     loyalty: Loyalty,
     importer: Importer,
     batch_size: int,
+    parsing: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if parsing != "here":
+        # Every batch after the first parsed by the child process.
+        monkeypatch.setattr(imports, "PARSE_APART_FROM", 0)
+    if parsing == "child dies":
+        monkeypatch.setattr(imports, "parse_plainly", _die)
     ids = await shop(db, policy, clock, loyalty)
     start = clock.now() - timedelta(days=400)
     lines = random_file(ids, start, 120, seed=batch_size)
@@ -191,6 +210,53 @@ R-4,,,,-10,2026-04-06,R-1
         RowError(6, "refund_of", "that sale belongs to another customer"),
         RowError(7, "refund_of", "no sale with reference 'R-1'"),
     ]
+    assert await stored(db) == ([], [])
+
+
+async def test_rows_parsed_in_a_child_process_are_refused_as_rows_parsed_here(
+    db: Database,
+    policy: Policy,
+    clock: FrozenClock,
+    loyalty: Loyalty,
+    importer: Importer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ids = await shop(db, policy, clock, loyalty)
+    faults = [
+        ["S-{n}", "12345", "", "", "10", "2026-04-01", ""],
+        ["S-{n}", "", str(ids[0]), "", "1.005", "2026-04-01", ""],
+        ["S-{n}", "", str(ids[0]), "", "10", "2031-01-01", ""],
+        ["S-{n}", "", "", "", "10", "2026-04-01", ""],
+        ["S-{n}", "", "", "7x", "10", "yesterday", ""],
+    ]
+    rows = [
+        [v.format(n=n) for v in faults[n % 7]]
+        if n % 7 < len(faults)
+        else [f"S-{n}", "", str(ids[1]), "", "20", "2026-04-02", ""]
+        for n in range(60)
+    ]
+    text = "\n".join([HEADER, *(",".join(row) for row in rows)]) + "\n"
+    seen_here: list[int] = []
+    here = await importer.purchases(
+        io.StringIO(text, newline=""), batch_size=4, progress=seen_here.append
+    )
+    monkeypatch.setattr(imports, "PARSE_APART_FROM", 0)
+    seen_apart: list[int] = []
+    apart = await importer.purchases(
+        io.StringIO(text, newline=""), batch_size=4, progress=seen_apart.append
+    )
+    assert not here.applied and not apart.applied
+    assert here.error_count == apart.error_count == 52
+    assert apart.errors == here.errors
+    assert [e.column for e in here.errors[:6]] == [
+        "phone",
+        "amount",
+        "occurred_at",
+        "phone",
+        "occurred_at",
+        "telegram_id",
+    ]
+    assert seen_apart == seen_here == list(range(4, 61, 4))
     assert await stored(db) == ([], [])
 
 

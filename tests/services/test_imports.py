@@ -14,7 +14,8 @@ from models import AuditEntry, Customer, PointsEntry, Purchase
 from models.database import Database
 from services.clock import FrozenClock
 from services.customers import Customers, TelegramProfile
-from services.imports import Importer, RowError
+from services.import_rows import RowError
+from services.imports import Importer
 from services.loyalty import Loyalty, Sale
 from services.policy import Policy
 
@@ -216,7 +217,7 @@ async def test_line_numbers_count_quoted_newlines_and_progress_follows_batches(
 
 def test_every_reason_is_said_in_every_language() -> None:
     from bot.rendering import Renderer
-    from services.imports import REASONS, ImportReport
+    from services.import_rows import REASONS, ImportReport
 
     renderer = Renderer(timezone=ZONE)
     params = {"limit": 1, "currency": "CNY", "id": 1, "locales": "zh", "columns": "a"}
