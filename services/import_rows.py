@@ -58,7 +58,9 @@ REASONS = {
     "future": "is in the future",
     "no_customer": "no customer {id}",
     "no_telegram_customer": "no customer with this Telegram id",
-    "sale": "{detail}",
+    "refund_unknown": "no sale with reference {reference!r}",
+    "refund_other_customer": "that sale belongs to another customer",
+    "refund_exceeds": "refunds would exceed the original sale",
     "date": "is not a date like 1990-05-31",
     "birthday": "is not a plausible birthday",
     "locale": "must be one of {locales}",
@@ -105,7 +107,8 @@ class ImportReport:
             self.errors.append(RowError(line, column, reason, code, params))
 
     def absorb(self, other: ImportReport) -> None:
-        """Take in what another report of the same file refused."""
+        """Take in the rows another report of the same file counted, and what it refused."""
+        self.rows += other.rows
         self.error_count += other.error_count
         room = MAX_REPORTED - len(self.errors)
         if room > 0:
@@ -151,11 +154,13 @@ class SaleParser:
     phone_region: str
     zone: ZoneInfo
 
-    def parse(self, batch: Batch, now: datetime) -> tuple[list[Sale], ImportReport]:
-        """The batch's good rows as sales, and a report of the bad ones; `now` is when an
-        empty occurred_at happened and what a time may not be a day after."""
+    def parse(self, records: Batch, now: datetime) -> tuple[list[Sale], ImportReport]:
+        """The good rows of the records as read (`Rows.records`) as sales, and a report
+        of the rows and the bad ones; `now` is when an empty occurred_at happened and what
+        a time may not be a day after."""
         report = ImportReport("purchases")
-        sales = [s for line, values in batch if (s := self.sale(line, values, now, report))]
+        rows = tidy(records, self.fields.width, report)
+        sales = [s for line, values in rows if (s := self.sale(line, values, now, report))]
         return sales, report
 
     def sale(
@@ -303,11 +308,10 @@ class Rows:
             self.report.reject(1, column, "column_twice")
         return self.report.error_count == 0
 
-    def batches(self, size: int) -> Iterator[Batch]:
-        """Each row as its stripped values in header order, and one empty value after
-        them, where `Fields` points the columns the header does not have."""
+    def records(self, size: int) -> Iterator[Batch]:
+        """The data records as read, (line number, values), `size` at a time; where the
+        file cannot be read further, that is reported and the records end."""
         batch: Batch = []
-        width = len(self.columns)
         reader = self.reader
         while True:
             start = reader.line_num + 1
@@ -318,14 +322,6 @@ class Rows:
                 break
             if values is None:
                 break
-            values = [v.strip() for v in values]
-            if not any(values):
-                continue
-            self.report.rows += 1
-            if len(values) != width:
-                self.report.reject(start, "", "fields", found=len(values), expected=width)
-                continue
-            values.append("")
             batch.append((start, values))
             if len(batch) >= size:
                 yield batch
@@ -333,11 +329,36 @@ class Rows:
         if batch:
             yield batch
 
+    def batches(self, size: int) -> Iterator[Batch]:
+        """The records, tidied (see `tidy`)."""
+        for records in self.records(size):
+            yield tidy(records, len(self.columns), self.report)
+
+
+def tidy(records: Batch, width: int, report: ImportReport) -> Batch:
+    """Each row as its stripped values in header order, and one empty value after them,
+    where `Fields` points the columns the header does not have; blank lines are passed
+    over, and a row with more or fewer values than the header has is refused."""
+    rows: Batch = []
+    for start, raw in records:
+        values = [v.strip() for v in raw]
+        if not any(values):
+            continue
+        report.rows += 1
+        if len(values) != width:
+            report.reject(start, "", "fields", found=len(values), expected=width)
+            continue
+        values.append("")
+        rows.append((start, values))
+    return rows
+
 
 class Fields:
     """Where each purchase column is in a row, so that a row is read without a dict."""
 
     def __init__(self, columns: list[str]) -> None:
+        self.width = len(columns)
+
         def at(name: str) -> int:
             return columns.index(name) if name in columns else len(columns)
 

@@ -132,7 +132,7 @@ class Importer:
 
         return await self._apply(
             report,
-            self._parsed(parser, rows.batches(batch_size), report),
+            self._parsed(parser, rows.records(batch_size), report),
             write,
             progress,
             actor=actor,
@@ -148,12 +148,13 @@ class Importer:
     async def _parsed(
         self, parser: SaleParser, batches: Iterator[Batch], report: ImportReport
     ) -> AsyncGenerator[tuple[list[Sale], int]]:
-        """Each batch's sales and the count of rows read through it, what it refused taken
-        into the report. Once PARSE_APART_FROM rows are in, a child process parses the next
-        batch while this one is written: checking the rows and writing them cost about the
-        same, and a process gets a core of its own where threads of one would take turns."""
-        for batch in batches:
-            sales, faults = parser.parse(batch, self.clock.now())
+        """Each batch of records as sales, with the count of rows through it; the rows and
+        what was refused taken into the report. Once PARSE_APART_FROM rows are in, a child
+        process checks the next batch while this one is written: checking the rows and
+        writing them cost about the same, and a process gets a core of its own where
+        threads of one would take turns."""
+        for records in batches:
+            sales, faults = parser.parse(records, self.clock.now())
             report.absorb(faults)
             yield sales, report.rows
             if report.rows >= PARSE_APART_FROM:
@@ -164,16 +165,16 @@ class Importer:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
             alive = True
 
-            def submit(batch: Batch) -> _Pending:
+            def submit(records: Batch) -> _Pending:
                 nonlocal alive
                 now = self.clock.now()
                 future = None
                 if alive:
                     try:
-                        future = loop.run_in_executor(child, parse_plainly, parser, batch, now)
+                        future = loop.run_in_executor(child, parse_plainly, parser, records, now)
                     except BrokenProcessPool:
                         alive = False
-                return _Pending(batch, now, report.rows, future)
+                return _Pending(records, now, future)
 
             async def take(pending: _Pending) -> list[Sale]:
                 nonlocal alive
@@ -186,19 +187,19 @@ class Importer:
                         if alive:
                             log.warning("import: the parsing process died, parsing here")
                         alive = False
-                sales, faults = parser.parse(pending.batch, pending.now)
+                sales, faults = parser.parse(pending.records, pending.now)
                 report.absorb(faults)
                 return sales
 
             try:
                 last = None
-                for batch in batches:
-                    following = submit(batch)
+                for records in batches:
+                    following = submit(records)
                     if last is not None:
-                        yield await take(last), last.rows_read
+                        yield await take(last), report.rows
                     last = following
                 if last is not None:
-                    yield await take(last), last.rows_read
+                    yield await take(last), report.rows
             finally:
                 # Stopped early (cancelled, a write failed): nothing more is wanted of it.
                 child.shutdown(wait=False, cancel_futures=True)
@@ -222,14 +223,19 @@ class Importer:
                 aclosing(items) as batches,
             ):
                 statistics = _Statistics(self.db.dialect, report.kind)
+                reported = 0
                 async for batch, rows_read in batches:
                     await write(session, batch)
                     # Rows loaded through the session stay in its memory until it ends.
                     session.expunge_all()
                     await statistics.refresh(session, report.created)
-                    if progress is not None:
+                    # A batch of blank lines only has moved nothing.
+                    if progress is not None and rows_read > reported:
                         progress(rows_read)
+                        reported = rows_read
                 if report.error_count:
+                    # A batch's rows are checked, then written: in file order for the reader.
+                    report.errors.sort(key=lambda error: error.line)
                     raise _Rejected
                 record_audit(
                     session,
@@ -512,7 +518,7 @@ class _SalesWriter:
             try:
                 check_refund(sale.refund_of or "", sale.amount, target, buyers.get(sale.line))
             except SaleError as error:
-                report.reject(sale.line, error.field, "sale", detail=error.reason)
+                report.reject(sale.line, error.field, error.code, **error.params)
                 continue
             assert original is not None
             refunded[original.id] = refunded.get(original.id, Decimal(0)) + sale.amount
@@ -904,12 +910,11 @@ class _Statistics:
 
 @dataclass(frozen=True)
 class _Pending:
-    """A batch handed to the child process: the rows, the time it was read at, the rows
-    read through it, and the child's answer to come (None once the child is gone)."""
+    """Records handed to the child process, the time they were read at, and the child's
+    answer to come (None once the child is gone)."""
 
-    batch: Batch
+    records: Batch
     now: datetime
-    rows_read: int
     parsed: asyncio.Future[Parsed] | None
 
 

@@ -96,7 +96,7 @@ async def purchase(
     try:
         entry = await desk.purchase(message.from_user.id, customer.id, amount, reference)
     except SaleError as error:
-        await say(message, "staff_sale_refused", field=error.field, reason=error.reason)
+        await say(message, "staff_sale_refused", error=error)
         return
     await say(
         message,

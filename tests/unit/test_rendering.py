@@ -10,6 +10,7 @@ import pytest
 from jinja2.exceptions import SecurityError, TemplateError
 
 from bot.rendering import Renderer, normalize_locale
+from services.loyalty import RefundTarget, SaleError, check_refund
 from services.policy import LOCALES
 
 TEMPLATES = Path(__file__).parents[2] / "templates"
@@ -85,3 +86,23 @@ def test_a_staff_text_cannot_build_huge_values(renderer: Renderer, source: str) 
 def test_ordinary_arithmetic_still_works(renderer: Renderer) -> None:
     text = "{{ 2 ** 10 }} {{ 'ab' * 3 }} {{ 3 * 4 }} {{ 2.5 * 2 }} {{ -2 ** 3 }}"
     assert renderer.render_string(text, "en") == "1024 ababab 12 5.0 -8"
+
+
+@pytest.mark.parametrize(
+    ("target", "buyer", "amount"),
+    [
+        (None, None, "-5"),
+        (RefundTarget(Decimal(50), customer_id=1, refunded=Decimal(0)), 2, "-5"),
+        (RefundTarget(Decimal(50), customer_id=1, refunded=Decimal(-40)), 1, "-20"),
+    ],
+)
+def test_a_refused_sale_is_told_to_staff_in_their_language(
+    renderer: Renderer, target: RefundTarget | None, buyer: int | None, amount: str
+) -> None:
+    with pytest.raises(SaleError) as refused:
+        check_refund("S-1", Decimal(amount), target, buyer)
+    error = refused.value
+    zh = renderer.render("staff_sale_refused", "zh", error=error)
+    en = renderer.render("staff_sale_refused", "en", error=error)
+    assert error.field in zh and error.reason not in zh
+    assert error.reason.replace("'", "") in en
