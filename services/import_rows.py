@@ -36,14 +36,15 @@ MAX_REPORTED = 100
 PHONE_CACHE = 65536
 MAX_AMOUNT = Decimal("10000000000")
 
-# Rows of the file as `Rows.batches` gives them: (line number, values).
+# Lines of the file as `Rows.records` and `Rows.batches` give them: (line number, values).
 Batch = list[tuple[int, list[str]]]
 # A batch parsed by `parse_plainly`: its sales as plain tuples, and what it refused.
 Parsed = tuple[list[tuple[Any, ...]], "ImportReport"]
 
 
 # Why a row is refused, as the command line and the API say it; in Telegram the
-# staff_import_reason template says it by the same keys, in the staff member's language.
+# staff_import_reasons template says it by the same keys, in the staff member's language.
+# A refused sale's SaleError codes (services.loyalty) are among them.
 REASONS = {
     "required": "is required",
     "too_long": "is longer than {limit} characters",
