@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from dataclasses import dataclass, field
 
@@ -20,6 +19,7 @@ from bot.api import PurchasesApi, add_api_routes
 from bot.apology import OutageApology
 from bot.campaign_reporter import CampaignReporter
 from bot.care_buttons import CareButtons
+from bot.collector import settle_after_startup
 from bot.commands import set_default_commands, set_staff_commands
 from bot.config import Settings
 from bot.filters import check_filters_inline
@@ -297,14 +297,7 @@ class Carebot:
     async def run_until_stopped(self) -> None:
         """The process's one bot, from start to a stop signal."""
         await self.start()
-        # What start-up built (aiogram's and pydantic's models, SQLAlchemy's mappers and
-        # the rest) lives as long as the process. Frozen, the collector's full passes leave
-        # it alone; walking it again and again under load cost a third of an update's CPU.
-        # An update allocates thousands of short-lived objects: the youngest generation is
-        # collected every 10,000 allocations instead of every 700 (BENCHMARKS.md, chat).
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(10_000, 10, 10)
+        settle_after_startup()
         try:
             await self._stop.wait()
         finally:

@@ -4,7 +4,6 @@ and export data."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import io
 import logging
 import os
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from pydantic import ValidationError
 
+from bot.collector import settle_after_startup
 from bot.config import Settings, describe_errors
 from services.policy import Policy, PolicyError, load_policy
 
@@ -275,12 +275,7 @@ def _import(kind: str, file: Path, encoding: str) -> None:
         finally:
             await db.close()
 
-    # As the bot does after start-up (Carebot.run_until_stopped): an import allocates
-    # objects by the million, and the collector's passes over what start-up built cost it
-    # a seventh of its time.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
+    settle_after_startup()
     try:
         report = asyncio.run(go())
     except LookupError:

@@ -42,9 +42,9 @@ Batch = list[tuple[int, list[str]]]
 Parsed = tuple[list[tuple[Any, ...]], "ImportReport"]
 
 
-# Why a row is refused, as the command line and the API say it; in Telegram the
-# staff_import_reasons template says it by the same keys, in the staff member's language.
-# A refused sale's SaleError codes (services.loyalty) are among them.
+# Why a row or a sale (services.loyalty.SaleError) is refused, as the command line and the
+# API say it; in Telegram the staff_import_reasons template says it by the same keys, in
+# the staff member's language.
 REASONS = {
     "required": "is required",
     "too_long": "is longer than {limit} characters",

@@ -153,43 +153,38 @@ class Importer:
         process checks the next batch while this one is written: checking the rows and
         writing them cost about the same, and a process gets a core of its own where
         threads of one would take turns."""
-        for records in batches:
-            sales, faults = parser.parse(records, self.clock.now())
+
+        def here(records: Batch, now: datetime) -> list[Sale]:
+            sales, faults = parser.parse(records, now)
             report.absorb(faults)
-            yield sales, report.rows
+            return sales
+
+        for records in batches:
+            yield here(records, self.clock.now()), report.rows
             if report.rows >= PARSE_APART_FROM:
                 break
         else:
             return
         loop = asyncio.get_running_loop()
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
-            alive = True
 
             def submit(records: Batch) -> _Pending:
-                nonlocal alive
                 now = self.clock.now()
-                future = None
-                if alive:
-                    try:
-                        future = loop.run_in_executor(child, parse_plainly, parser, records, now)
-                    except BrokenProcessPool:
-                        alive = False
+                try:
+                    future = loop.run_in_executor(child, parse_plainly, parser, records, now)
+                except BrokenProcessPool:
+                    return _Pending(records, now, None)
                 return _Pending(records, now, future)
 
             async def take(pending: _Pending) -> list[Sale]:
-                nonlocal alive
                 if pending.parsed is not None:
                     try:
                         return _received(await pending.parsed, report)
                     except BrokenProcessPool:
                         # The child died (the system short of memory, say): the rest is
-                        # parsed here, slower but the same.
-                        if alive:
-                            log.warning("import: the parsing process died, parsing here")
-                        alive = False
-                sales, faults = parser.parse(pending.records, pending.now)
-                report.absorb(faults)
-                return sales
+                        # checked here, slower but the same.
+                        log.warning("import: the checking process died, checking here")
+                return here(pending.records, pending.now)
 
             try:
                 last = None

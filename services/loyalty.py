@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import Customer, PointsEntry, Purchase
 from models.database import Database
 from services.clock import Clock
+from services.import_rows import REASONS
 from services.outbox import Outbox, Outgoing, Render
 from services.phones import InvalidPhone, normalize_phone
 from services.policy import Policy, Tier
@@ -103,16 +104,16 @@ async def spend_between(
 
 
 class SaleError(ValueError):
-    """A sale that cannot be recorded as given: `field` names what to fix, `reason` says
-    why in English (the HTTP API and the command line), and `code` with `params` is the
-    same for a template to say in the staff member's language (staff_import_reasons)."""
+    """A sale that cannot be recorded as given: `field` names what to fix, `code` and
+    `params` say why (a key of REASONS: a template says it in the staff member's language,
+    staff_import_reasons), `reason` in English for the HTTP API and the command line."""
 
-    def __init__(self, field: str, code: str, reason: str, **params: object) -> None:
-        super().__init__(f"{field}: {reason}")
+    def __init__(self, field: str, code: str, **params: object) -> None:
         self.field = field
         self.code = code
-        self.reason = reason
         self.params = params
+        self.reason = REASONS[code].format(**params)
+        super().__init__(f"{field}: {self.reason}")
 
 
 @dataclass(frozen=True)
@@ -132,18 +133,11 @@ def check_refund(
     `target` is None when no purchase has the reference; `buyer` is the customer the
     refund itself names, if it names one."""
     if target is None or target.amount < 0:
-        raise SaleError(
-            "refund_of",
-            "refund_unknown",
-            f"no sale with reference {refund_of!r}",
-            reference=refund_of,
-        )
+        raise SaleError("refund_of", "refund_unknown", reference=refund_of)
     if buyer is not None and target.customer_id not in (None, buyer):
-        raise SaleError(
-            "refund_of", "refund_other_customer", "that sale belongs to another customer"
-        )
+        raise SaleError("refund_of", "refund_other_customer")
     if target.amount + target.refunded + amount < 0:
-        raise SaleError("amount", "refund_exceeds", "refunds would exceed the original sale")
+        raise SaleError("amount", "refund_exceeds")
     return target
 
 
@@ -237,17 +231,12 @@ class Loyalty:
 
     async def _record(self, session: AsyncSession, sale: Sale) -> PurchaseResult:
         if not sale.reference.strip():
-            raise SaleError("reference", "required", "is required")
+            raise SaleError("reference", "required")
         if sale.amount == 0:
-            raise SaleError("amount", "nonzero", "must not be zero")
+            raise SaleError("amount", "nonzero")
         currency = (sale.currency or self.policy.currency).upper()
         if currency != self.policy.currency:
-            raise SaleError(
-                "currency",
-                "currency",
-                f"the shop keeps accounts in {self.policy.currency}",
-                currency=self.policy.currency,
-            )
+            raise SaleError("currency", "currency", currency=self.policy.currency)
         customer, phone = await self._buyer(session, sale)
         original: Purchase | None = None
         if sale.amount < 0:
@@ -286,52 +275,35 @@ class Loyalty:
     async def _buyer(self, session: AsyncSession, sale: Sale) -> tuple[Customer | None, str | None]:
         given = [k for k in ("phone", "customer_id", "telegram_id") if getattr(sale, k) is not None]
         if len(given) > 1:
-            raise SaleError(
-                given[1], "one_buyer", "give only one of phone, customer_id, telegram_id"
-            )
+            raise SaleError(given[1], "one_buyer")
         if sale.customer_id is not None:
             customer = await session.get(Customer, sale.customer_id)
             if customer is None:
-                raise SaleError(
-                    "customer_id",
-                    "no_customer",
-                    f"no customer {sale.customer_id}",
-                    id=sale.customer_id,
-                )
+                raise SaleError("customer_id", "no_customer", id=sale.customer_id)
             return customer, customer.phone
         if sale.telegram_id is not None:
             customer = await session.scalar(
                 select(Customer).where(Customer.telegram_id == sale.telegram_id)
             )
             if customer is None:
-                raise SaleError(
-                    "telegram_id",
-                    "no_telegram_customer",
-                    f"no customer with Telegram id {sale.telegram_id}",
-                )
+                raise SaleError("telegram_id", "no_telegram_customer")
             return customer, customer.phone
         if sale.phone is not None:
             try:
                 phone = normalize_phone(sale.phone, self.policy.phone_region)
             except InvalidPhone:
-                raise SaleError(
-                    "phone", "phone", f"{sale.phone!r} is not a valid phone number"
-                ) from None
+                raise SaleError("phone", "phone") from None
             customer = await session.scalar(select(Customer).where(Customer.phone == phone))
             return customer, phone
         if sale.amount < 0:
             return None, None
-        raise SaleError("customer", "no_buyer", "give one of phone, customer_id, telegram_id")
+        raise SaleError("customer", "no_buyer")
 
     async def _refunded(
         self, session: AsyncSession, sale: Sale, customer: Customer | None
     ) -> Purchase:
         if not sale.refund_of:
-            raise SaleError(
-                "refund_of",
-                "refund_needs_sale",
-                "a negative amount is a refund: name the sale it refunds",
-            )
+            raise SaleError("refund_of", "refund_needs_sale")
         original = await session.scalar(
             select(Purchase).where(Purchase.reference == sale.refund_of)
         )

@@ -383,7 +383,6 @@ class Policy(_Strict):
         return self.tiers[-1]
 
     def tier_for_spend(self, spend: Decimal) -> Tier:
-        # The tiers were checked when the policy was read; imports ask once per sale.
         return self.tiers[spend_tiers.tier_index(spend, self.tiers)]
 
 

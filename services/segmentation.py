@@ -41,7 +41,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
-from itertools import chain, pairwise
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -110,6 +110,8 @@ FloatArray = NDArray[np.float64]
 # _SNAPSHOT_COLUMNS, one row each, the last column being the given computed_at.
 _Rows = Callable[[int, int, Any], NDArray[np.object_]]
 _EPOCH = date(1970, 1, 1)
+# The columns _facts_query selects.
+_FACT_COLUMNS = 7
 _INDEXED = ("segment", "abc_class", "tier")
 _SNAPSHOT_COLUMNS = (
     "customer_id",
@@ -339,7 +341,7 @@ class Segmentation:
                 await session.execute(select(func.min(Customer.id), func.max(Customer.id)))
             ).one()
         if low is None:
-            return _Facts.of(np.empty((0, 7)))
+            return _Facts.of(np.empty((0, _FACT_COLUMNS)))
         ranges = list(
             pairwise(np.linspace(low, high + 1, PARALLEL_READS + 1).astype(np.int64).tolist())
         )
@@ -401,7 +403,7 @@ class Segmentation:
             raise RuntimeError(
                 f"reading the figures failed in a child process ({child.returncode})"
             )
-        return np.frombuffer(out, dtype=np.float64).reshape(-1, 7)
+        return np.frombuffer(out, dtype=np.float64).reshape(-1, _FACT_COLUMNS)
 
     async def _lowest_ratings(self, session: AsyncSession, now: datetime) -> dict[int, int]:
         """Per customer, their lowest ticket rating or survey rating within signal_days,
@@ -701,15 +703,10 @@ def _facts_query(
 
 
 def _table(partitions: Sequence[Sequence[Sequence[Any]]]) -> NDArray[np.float64]:
-    """The rows of _facts_query as a float array of 7 columns. Ids, counts, cents and day
-    numbers are integers well inside float64's exact range."""
-    blocks = [np.empty((0, 7))]
-    for partition in partitions:
-        values = chain.from_iterable(partition)
-        blocks.append(
-            np.fromiter(values, dtype=np.float64, count=7 * len(partition)).reshape(-1, 7)
-        )
-    return np.concatenate(blocks)
+    """The rows of _facts_query as a float array. Ids, counts, cents and day numbers are
+    integers well inside float64's exact range."""
+    blocks = [sqlite_read.as_floats(partition, _FACT_COLUMNS) for partition in partitions]
+    return np.concatenate([np.empty((0, _FACT_COLUMNS)), *blocks])
 
 
 def _tally(codes: NDArray[np.integer[Any]], names: Sequence[str]) -> dict[str, int]:

@@ -13,11 +13,21 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+from collections.abc import Sequence
 from itertools import chain
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 PARTITION = 50_000
+
+
+def as_floats(rows: Sequence[Sequence[Any]], columns: int) -> NDArray[np.float64]:
+    """Rows of numbers as a float64 array of `columns` columns."""
+    values = chain.from_iterable(rows)
+    block = np.fromiter(values, dtype=np.float64, count=columns * len(rows))
+    return block.reshape(-1, columns)
 
 
 def main() -> None:
@@ -27,9 +37,7 @@ def main() -> None:
         cursor = connection.execute(query)
         columns = len(cursor.description)
         while partition := cursor.fetchmany(PARTITION):
-            values = chain.from_iterable(partition)
-            block = np.fromiter(values, dtype=np.float64, count=columns * len(partition))
-            sys.stdout.buffer.write(block.tobytes())
+            sys.stdout.buffer.write(as_floats(partition, columns).tobytes())
     finally:
         connection.close()
 

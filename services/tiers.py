@@ -80,13 +80,9 @@ def classify_tiers(spend: ArrayLike, tiers: Sequence[TierRule] = DEFAULT_TIERS) 
     return np.asarray(len(tiers) - 1 - np.clip(reached, 0, None), dtype=np.intp)
 
 
-def tier_for_spend(spend: Decimal, tiers: Sequence[T]) -> T:
-    """One customer's tier: the first whose minimum their spend reaches, else the lowest."""
-    return _checked(tiers)[tier_index(spend, tiers)]
-
-
 def tier_index(spend: Decimal, tiers: Sequence[TierRule]) -> int:
-    """tier_for_spend's index, for tiers already checked."""
+    """One customer's tier, as an index into tiers already checked (the policy's are when
+    it is read): the first whose minimum their spend reaches, else the lowest."""
     return next((i for i, tier in enumerate(tiers) if spend >= tier.min_spend), len(tiers) - 1)
 
 
