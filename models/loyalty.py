@@ -62,4 +62,13 @@ class PointsEntry(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
-    __table_args__ = (Index("ix_points_ledger_customer_created", "customer_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_points_ledger_customer_created", "customer_id", "created_at"),
+        # What a sale earned: asked by each refund and each sale recorded again.
+        Index(
+            "ix_points_ledger_purchase",
+            "purchase_id",
+            sqlite_where=text("purchase_id IS NOT NULL"),
+            postgresql_where=text("purchase_id IS NOT NULL"),
+        ),
+    )
