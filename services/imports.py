@@ -217,7 +217,7 @@ class Importer:
                 _page_cache(session),
                 aclosing(items) as batches,
             ):
-                statistics = _Statistics(self.db.dialect, report.kind)
+                statistics = _Statistics(self.db.dialect, _WRITTEN[report.kind])
                 reported = 0
                 async for batch, rows_read in batches:
                     await write(session, batch)
@@ -884,6 +884,10 @@ async def _page_cache(session: AsyncSession) -> AsyncIterator[None]:
         await connection.exec_driver_sql(f"PRAGMA cache_size = {before}")
 
 
+# The tables an import writes into, by its kind.
+_WRITTEN = {"purchases": ("purchases", "points_ledger"), "customers": ("customers",)}
+
+
 class _Statistics:
     """PostgreSQL plans from table statistics, and this transaction's rows are in none yet:
     a table that grows from empty inside one import would be read whole for every batch's
@@ -892,14 +896,15 @@ class _Statistics:
 
     FIRST = 20_000
 
-    def __init__(self, dialect: str, table: str) -> None:
+    def __init__(self, dialect: str, tables: tuple[str, ...]) -> None:
         self.enabled = dialect == "postgresql"
-        self.table = table
+        self.tables = tables
         self.next = self.FIRST
 
     async def refresh(self, session: AsyncSession, written: int) -> None:
         if self.enabled and written >= self.next:
-            await session.execute(text(f"ANALYZE {self.table}"))
+            for table in self.tables:
+                await session.execute(text(f"ANALYZE {table}"))
             self.next = 2 * written
 
 
