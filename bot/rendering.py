@@ -52,9 +52,11 @@ class StaffTemplateError(TemplateError):
     what staff need to fix it."""
 
     def __init__(self, error: Exception) -> None:
-        line = _line_of(error)
-        detail = str(getattr(error, "message", None) or error) or type(error).__name__
-        super().__init__(f"line {line}: {detail}" if line else detail)
+        self.line = _line_of(error)
+        # Jinja2's own words (English): the staff_broadcast_broken template puts them
+        # after the line, said in the staff member's language.
+        self.detail = str(getattr(error, "message", None) or error) or type(error).__name__
+        super().__init__(f"line {self.line}: {self.detail}" if self.line else self.detail)
 
 
 def _line_of(error: Exception) -> int | None:

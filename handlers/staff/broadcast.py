@@ -15,7 +15,7 @@ from aiogram.types import CallbackQuery, InaccessibleMessage, Message
 from jinja2 import TemplateError
 
 from bot import staff_buttons
-from bot.rendering import Renderer
+from bot.rendering import Renderer, StaffTemplateError
 from bot.say import Say
 from bot.staff_buttons import VALUED, BroadcastStep
 from services.campaigns import AUDIENCE_KINDS, Audience, AudienceError, Campaigns
@@ -162,6 +162,14 @@ async def text_expected(message: Message, say: Say) -> None:
     await say(message, "staff_broadcast_write")
 
 
+def _broken(error: TemplateError) -> tuple[int | None, str]:
+    """What staff_broadcast_broken says of a text that cannot be sent: the line to fix, if
+    known, and Jinja2's words for what is wrong there."""
+    if isinstance(error, StaffTemplateError):
+        return error.line, error.detail[:300]
+    return None, str(error)[:300]
+
+
 async def _preview(
     event: Message | CallbackQuery,
     broadcast: Broadcast,
@@ -174,7 +182,8 @@ async def _preview(
     try:
         shown = await campaigns.preview(audience, broadcast)
     except TemplateError as error:
-        await say(event, "staff_broadcast_broken", error=str(error)[:300])
+        line, why = _broken(error)
+        await say(event, "staff_broadcast_broken", line=line, error=why)
         return
     if shown.customer is None or shown.text is None:
         await state.set_state(BroadcastSteps.audience)
@@ -239,7 +248,8 @@ async def send(
         # The preview rendered for one member; another one's name or points can still break
         # the text. Nothing was queued: the launch is one transaction.
         await state.set_state(BroadcastSteps.text)
-        await say(query, "staff_broadcast_broken", error=str(error)[:300])
+        line, why = _broken(error)
+        await say(query, "staff_broadcast_broken", line=line, error=why)
         return
     await state.clear()
     if not launched:

@@ -345,13 +345,22 @@ async def test_html_in_a_name_and_in_feedback_reaches_staff_as_text(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-async def broadcast_text(telegram: Emulator, carebot: Carebot, staff_chat: Chat, text: str) -> str:
+# The buttons to a written broadcast to every customer, by the staff member's language.
+TO_EVERYONE = {
+    "en": ("Everyone who opted in", "Write my own"),
+    "zh": ("全部（同意接收的）", "自己写"),
+}
+
+
+async def broadcast_text(
+    telegram: Emulator, carebot: Carebot, staff_chat: Chat, text: str, language: str = "en"
+) -> str:
     """What staff are told when they write `text` as a broadcast to every customer."""
-    owner = telegram.staff_member(OWNER_ID, "Olga", staff_chat, language_code="en")
+    owner = telegram.staff_member(OWNER_ID, "Olga", staff_chat, language_code=language)
     await owner.says_in(staff_chat, "/broadcast")
     await owner.next_message(chat=staff_chat)
-    await owner.presses("Everyone who opted in", chat=staff_chat)
-    await owner.presses("Write my own", chat=staff_chat)
+    for button in TO_EVERYONE[language]:
+        await owner.presses(button, chat=staff_chat)
     await owner.says_in(staff_chat, text)
     return (await owner.next_message(chat=staff_chat)).text or ""
 
@@ -391,4 +400,18 @@ async def test_a_broken_or_prying_broadcast_is_refused_with_its_line_and_nothing
     await customer.says("/start")
     told = await broadcast_text(telegram, carebot, staff_chat, text)
     assert "cannot be sent" in told and f"line {line}:" in told and why in told, told
+    assert await queued(db) == (0, 0)
+
+
+async def test_a_broken_broadcast_is_told_in_the_staff_members_language(
+    telegram: Emulator, carebot: Carebot, staff_chat: Chat, db: Database
+) -> None:
+    customer = telegram.customer(7303, "Bo", language_code="zh-hans")
+    await customer.says("/start")
+    told = await broadcast_text(
+        telegram, carebot, staff_chat, "您好 {{ name }}\n{{ points / 0 }}", language="zh"
+    )
+    # Jinja2's own words stay as they are; the sentence and the line are the staff's.
+    assert "无法发送" in told and "第 2 行：division by zero" in told, told
+    assert "line" not in told and "cannot" not in told, told
     assert await queued(db) == (0, 0)
