@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, exc, text
+from sqlalchemy import Dialect, Select, event, exc, text
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -91,6 +91,7 @@ class Database:
             readers = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._readers = readers
         self._read_sessions = async_sessionmaker(readers, expire_on_commit=False)
+        self._fast: dict[Select[Any], _FastRead] = {}
 
     def _ping_if_idle(self, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         """A connection that may have died while idle (the server restarted, say) is
@@ -130,6 +131,27 @@ class Database:
         async with self._readers.connect() as connection:
             yield connection
 
+    async def first_row(self, statement: Select[Any], **params: Any) -> dict[str, Any] | None:
+        """The first row of a statement read on every update, by column name, the values
+        as SQLAlchemy gives them; through the driver itself, as SQLAlchemy's execution
+        path costs more than such a query (about 70 µs of CPU on PostgreSQL). The
+        parameters go to the driver as given: numbers and plain keys."""
+        fast = self._fast.get(statement)
+        if fast is None:
+            fast = self._fast[statement] = _FastRead(statement, self.engine.dialect)
+        values = [params[name] for name in fast.names]
+        async with self.reading() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            try:
+                found = await fast.fetch(driver, values)
+            except Exception:
+                # Asked again the usual way, SQLAlchemy sees the error for itself: a lost
+                # connection is then dropped with the pool's others, the error raised as
+                # its own, and a passing one answered.
+                row = (await connection.execute(statement, params)).first()
+                return dict(row._mapping) if row is not None else None
+        return fast.named(found) if found is not None else None
+
     async def ping(self) -> bool:
         try:
             async with self.engine.connect() as connection:
@@ -140,3 +162,36 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+class _FastRead:
+    """A statement compiled once for the driver, with its columns' result processors (aware
+    UTC times; on SQLite also dates and booleans), which turn the driver's values into
+    SQLAlchemy's."""
+
+    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.names = list(compiled.positiontup or ())
+        columns = list(statement.selected_columns)
+        self.keys = [str(column.key) for column in columns]
+        self.processors = [
+            (index, process)
+            for index, column in enumerate(columns)
+            if (process := column.type.dialect_impl(dialect).result_processor(dialect, None))
+        ]
+        self.postgres = dialect.name == "postgresql"
+
+    async def fetch(self, driver: Any, values: list[Any]) -> Sequence[Any] | None:
+        if self.postgres:
+            found: Sequence[Any] | None = await driver.fetchrow(self.sql, *values)
+            return found
+        async with driver.execute(self.sql, values) as cursor:
+            row: Sequence[Any] | None = await cursor.fetchone()
+            return row
+
+    def named(self, found: Sequence[Any]) -> dict[str, Any]:
+        values = list(found)
+        for index, process in self.processors:
+            values[index] = process(values[index])
+        return dict(zip(self.keys, values, strict=True))

@@ -88,12 +88,9 @@ class Customers:
         Most messages change nothing, and are only read.
         """
         now = self.clock.now()
-        async with self.db.reading() as connection:
-            row = (
-                await connection.execute(_BY_TELEGRAM, {"telegram_id": profile.telegram_id})
-            ).first()
+        row = await self.db.first_row(_BY_TELEGRAM, telegram_id=profile.telegram_id)
         # Handlers read the customer and pass on its id; none adds it to a session.
-        known = Customer(**row._mapping) if row is not None else None
+        known = Customer(**row) if row is not None else None
         if known is not None and not _outdated(known, profile, now):
             return known, False
         async with self.db.transaction() as session:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 from sqlalchemy import func, select
@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from models import Customer, Purchase
 from models.database import Database
 from services.clock import FrozenClock
-from services.customers import Customers, LinkStatus, TelegramProfile
+from services.customers import _BY_TELEGRAM, Customers, LinkStatus, TelegramProfile
 from services.loyalty import Loyalty, balance_of
 from services.policy import Policy
 
@@ -60,6 +60,31 @@ async def test_first_contact_creates_the_customer_once(
         True,
         True,
     )
+
+
+async def test_the_read_on_every_update_gives_what_sqlalchemy_gives(
+    db: Database, policy: Policy, clock: FrozenClock
+) -> None:
+    """touch reads the customer through the driver itself; every column's value and type
+    must be SQLAlchemy's (aware UTC times, dates, booleans), on SQLite and PostgreSQL."""
+    customers = service(db, policy, clock)
+    customer, _ = await customers.touch(ALICE)
+    async with db.transaction() as session:
+        stored = await session.get(Customer, customer.id)
+        assert stored is not None
+        stored.phone, stored.birthday, stored.region = "+8613800138000", date(1990, 5, 31), "华东"
+        stored.notes, stored.source, stored.marketing_opt_in = "常客", "qr", False
+        stored.erased_at = clock.now() - timedelta(microseconds=123457)
+    statement = select(*Customer.__table__.c).where(Customer.telegram_id == ALICE.telegram_id)
+    async with db.reading() as connection:
+        row = (await connection.execute(statement)).one()
+    expected = dict(row._mapping)
+    read = await db.first_row(_BY_TELEGRAM, telegram_id=ALICE.telegram_id)
+    assert read == expected
+    assert read is not None
+    assert [type(v) for v in read.values()] == [type(v) for v in expected.values()]
+    assert read["erased_at"].tzinfo is not None and read["birthday"] == date(1990, 5, 31)
+    assert await db.first_row(_BY_TELEGRAM, telegram_id=404) is None
 
 
 async def test_a_blocked_customer_is_reachable_again_when_they_write(
