@@ -42,7 +42,8 @@ def record_audit(
     after: Mapping[str, Any] | None = None,
 ) -> AuditEntry:
     """Add an entry to the caller's transaction, so it commits with the change it records.
-    `actor` is the staff member's Telegram id; None for the command line."""
+    `actor` is the staff member's Telegram id; None for the command line, and for a
+    customer's own erasure (kept without their Telegram id)."""
     entry = AuditEntry(
         actor_telegram_id=actor,
         action=action[:64],

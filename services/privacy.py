@@ -27,8 +27,12 @@ from models import (
     TicketMessage,
 )
 from models.database import Database
+from services.audit import record_audit
 from services.clock import Clock
 from services.loyalty import balance_of
+
+# The audit log's action for a customer's own erasure (/forgetme).
+ERASED = "privacy.erase"
 
 # Update kinds whose sender is the customer: the raw updates kept in the inbox.
 _UPDATE_KINDS = ("message", "edited_message", "callback_query", "my_chat_member")
@@ -291,4 +295,13 @@ class Privacy:
                         )
                     )
                 )
+            # That it happened and to which customer id; nothing of who they were.
+            record_audit(
+                session,
+                at=now,
+                actor=None,
+                action=ERASED,
+                target_type="customer",
+                target_id=customer_id,
+            )
             return erasure

@@ -9,14 +9,22 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from models import Customer, InboxUpdate, OutboxMessage, Purchase, SurveyAnswer, TicketMessage
+from models import (
+    AuditEntry,
+    Customer,
+    InboxUpdate,
+    OutboxMessage,
+    Purchase,
+    SurveyAnswer,
+    TicketMessage,
+)
 from models.database import Database
 from services.clock import FrozenClock
 from services.customers import Customers
 from services.loyalty import balance_of
 from services.outbox import Outgoing
 from services.policy import Policy
-from services.privacy import Privacy
+from services.privacy import ERASED, Privacy
 from services.profile import Profile
 from tests.services.care_helpers import Care, care
 from tests.services.test_surveys import answer_all
@@ -103,6 +111,12 @@ async def test_erasure_forgets_the_person_and_keeps_the_figures(shop: Care) -> N
         answers = list(await session.scalars(select(SurveyAnswer).order_by(SurveyAnswer.id)))
         assert [a.value for a in answers[:3]] == [2, 4, 0] and answers[3].text is None
         assert [u.update_id for u in await session.scalars(select(InboxUpdate))] == [2]
+        # The audit log says that it happened, and nothing of who they were.
+        erased = (
+            await session.scalars(select(AuditEntry).where(AuditEntry.action == ERASED))
+        ).one()
+        assert (erased.target_type, erased.target_id) == ("customer", str(alice))
+        assert erased.actor_telegram_id is None and erased.before is None and erased.after is None
     results = await shop.surveys.results("post_purchase")
     assert results is not None and results.questions[0].average == 2.0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -10,6 +11,7 @@ import pytest
 from jinja2.exceptions import SecurityError, TemplateError
 
 from bot.rendering import Renderer, normalize_locale
+from models import AuditEntry
 from services.loyalty import RefundTarget, SaleError, check_refund
 from services.policy import LOCALES
 
@@ -106,3 +108,16 @@ def test_a_refused_sale_is_told_to_staff_in_their_language(
     en = renderer.render("staff_sale_refused", "en", error=error)
     assert error.field in zh and error.reason not in zh
     assert error.reason.replace("'", "") in en
+
+
+def test_the_audit_log_says_who_acted(renderer: Renderer) -> None:
+    at = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
+    entries = [
+        AuditEntry(action="privacy.erase", target_type="customer", target_id="7", created_at=at),
+        AuditEntry(action="import.purchases", actor_telegram_id=None, created_at=at),
+        AuditEntry(action="points.adjust", actor_telegram_id=4242, created_at=at),
+    ]
+    zh = renderer.render("staff_audit", "zh", entries=entries).splitlines()
+    en = renderer.render("staff_audit", "en", entries=entries).splitlines()
+    assert ["顾客本人" in zh[1], "命令行" in zh[2], "4242" in zh[3]] == [True] * 3
+    assert ["the customer" in en[1], "command line" in en[2], "4242" in en[3]] == [True] * 3
