@@ -128,6 +128,7 @@ class PurchasesApi:
         lookup: Lookup,
         clock: Clock,
         wake: Callable[[], None] | None = None,
+        bought: Callable[[list[int]], None] | None = None,
     ) -> None:
         self.token = token
         self.db = db
@@ -135,6 +136,8 @@ class PurchasesApi:
         self.lookup = lookup
         self.clock = clock
         self.wake = wake
+        # Told the customers whose sales were recorded (their cards in the staff group).
+        self.bought = bought
 
     def guarded(self, handler: Handler) -> Handler:
         async def guard(request: web.Request) -> web.StreamResponse:
@@ -173,6 +176,9 @@ class PurchasesApi:
             return _problem(422, "some fields are not valid", errors=error.errors)
         if any(r.created for r in results) and self.wake is not None:
             self.wake()
+        buyers = [r.customer_id for r in results if r.created and r.customer_id is not None]
+        if buyers and self.bought is not None:
+            self.bought(buyers)
         status = 201 if any(r.created for r in results) else 200
         payload: Any = [_answer(r) for r in results] if batch else _answer(results[0])
         return web.json_response(payload, status=status)

@@ -173,7 +173,7 @@ class Carebot:
         self.scheduler = Scheduler(
             self.jobs, leader_for(self.db, settings.redis_url, str(self.bot.id))
         )
-        self.dp["staff_inbox"] = StaffInbox(
+        self.dp["staff_inbox"] = staff_inbox = StaffInbox(
             self.bot,
             self.renderer,
             tickets,
@@ -200,7 +200,16 @@ class Carebot:
         self.http = base_app(self.db, self.metrics, self.inbox)
         api_token = settings.api_token.get_secret_value() if settings.api_token else None
         add_api_routes(
-            self.http, PurchasesApi(api_token, self.db, loyalty, lookup, clock, self.sender.wake)
+            self.http,
+            PurchasesApi(
+                api_token,
+                self.db,
+                loyalty,
+                lookup,
+                clock,
+                self.sender.wake,
+                staff_inbox.points_changed,
+            ),
         )
         if settings.webhook_url:
             add_webhook_route(
@@ -284,6 +293,7 @@ class Carebot:
         await self.runner.drain()
         if self._site_runner is not None:
             await self._site_runner.cleanup()
+        await self.dp["staff_inbox"].settle()
         await self.dp.storage.close()
         await self.sender.pacer.close()
         await self.bot.session.close()

@@ -9,7 +9,7 @@ import functools
 import hashlib
 import html
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from enum import StrEnum
 from typing import ParamSpec
 
@@ -18,6 +18,7 @@ from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramFor
 from aiogram.types import InlineKeyboardMarkup, Message
 
 from bot import buttons
+from bot.locks import KeyedLocks
 from bot.rendering import Renderer
 from services.customers import Customers
 from services.outbox import Outbox, Outgoing
@@ -96,6 +97,8 @@ class StaffInbox:
         # Posts already in the staff group whose message id is not stored yet: a staff reply
         # to one of them can arrive (another chat, handled in parallel) before it is.
         self._recording: set[asyncio.Future[None]] = set()
+        self._refreshing: set[asyncio.Task[None]] = set()
+        self._cards = KeyedLocks()
 
     @contextlib.asynccontextmanager
     async def _posting(self) -> AsyncIterator[None]:
@@ -168,10 +171,16 @@ class StaffInbox:
     @tolerant
     async def refresh_card(self, customer_id: int) -> None:
         """Show the customer's card as it is now: edited in place, or posted and pinned
-        when missing. An unchanged card is left alone."""
+        when missing. An unchanged card is left alone. One refresh at a time per
+        customer: the card is read in several statements, so one read while a sale
+        commits can be half old, and the refresh asked after the sale must land last."""
         if self.chat_id is None:
             return
-        topic = await self.tickets.topic(self.chat_id, customer_id)
+        async with self._cards.hold(customer_id):
+            await self._refresh_card(self.chat_id, customer_id)
+
+    async def _refresh_card(self, chat_id: int, customer_id: int) -> None:
+        topic = await self.tickets.topic(chat_id, customer_id)
         card = await self.tickets.card(customer_id)
         if topic is None or card is None:
             return
@@ -196,6 +205,25 @@ class StaffInbox:
             await self.tickets.card_shown(topic.id, topic.card_message_id, digest)
             return
         await self._post_card(topic.id, topic.thread_id, text, markup, digest)
+
+    def points_changed(self, customer_ids: Iterable[int]) -> None:
+        """The cards of customers whose purchases or points just changed, refreshed
+        without waiting: a sale from the shop's till must not wait for Telegram."""
+        task = asyncio.create_task(self._refresh_cards(list(dict.fromkeys(customer_ids))))
+        self._refreshing.add(task)
+        task.add_done_callback(self._refreshing.discard)
+
+    async def _refresh_cards(self, customer_ids: list[int]) -> None:
+        for customer_id in customer_ids:
+            try:
+                await self.refresh_card(customer_id)
+            except Exception:
+                log.exception("card of customer %s not refreshed", customer_id)
+
+    async def settle(self) -> None:
+        """Returns once the card refreshes under way are done, for a clean shutdown."""
+        while self._refreshing:
+            await asyncio.gather(*list(self._refreshing), return_exceptions=True)
 
     async def _post_card(
         self, topic_id: int, thread_id: int, text: str, markup: InlineKeyboardMarkup, digest: str

@@ -10,6 +10,7 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.say import Say
 from bot.staff_buttons import CustomerPick, customer_choices
+from bot.staff_inbox import StaffInbox
 from models import Customer
 from services.desk import MAX_ADJUSTMENT, Desk, DeskError
 from services.lookup import Lookup
@@ -76,7 +77,12 @@ async def _customer(message: Message, ref: str, lookup: Lookup, say: Say) -> Cus
 
 @router.message(Command("purchase"))
 async def purchase(
-    message: Message, command: CommandObject, lookup: Lookup, desk: Desk, say: Say
+    message: Message,
+    command: CommandObject,
+    lookup: Lookup,
+    desk: Desk,
+    staff_inbox: StaffInbox,
+    say: Say,
 ) -> None:
     words = (command.args or "").split()
     if len(words) not in (2, 3) or message.from_user is None:
@@ -98,6 +104,8 @@ async def purchase(
     except SaleError as error:
         await say(message, "staff_sale_refused", error=error)
         return
+    if entry.result.created:
+        staff_inbox.points_changed([customer.id])
     await say(
         message,
         "staff_purchase_done" if entry.result.created else "staff_purchase_known",
@@ -122,7 +130,12 @@ def _amount(text: str) -> Decimal | None:
 
 @router.message(Command("points"))
 async def points(
-    message: Message, command: CommandObject, lookup: Lookup, desk: Desk, say: Say
+    message: Message,
+    command: CommandObject,
+    lookup: Lookup,
+    desk: Desk,
+    staff_inbox: StaffInbox,
+    say: Say,
 ) -> None:
     words = (command.args or "").split(maxsplit=2)
     if len(words) < 3 or message.from_user is None:
@@ -148,6 +161,7 @@ async def points(
             limit=MAX_ADJUSTMENT,
         )
         return
+    staff_inbox.points_changed([customer.id])
     await say(message, "staff_points_done", customer=customer, change=change, reason=reason)
 
 

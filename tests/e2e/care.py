@@ -6,8 +6,11 @@ import itertools
 from decimal import Decimal
 
 from bot.app import Carebot
+from sandbox.emulator import Emulator
 from sandbox.players import Customer
+from sandbox.state import ChatMessage
 from services.loyalty import Sale
+from tests.e2e.conftest import STAFF_CHAT
 
 _references = itertools.count(1)
 
@@ -39,3 +42,33 @@ async def purchase(carebot: Carebot, player: Customer, customer_id: int, amount:
         carebot.sender.wake()
         assert "🎉" in (await player.next_message()).text
     return int(result.balance)
+
+
+async def file_complaint(player: Customer, text: str) -> ChatMessage:
+    kinds = await player.says("/feedback")
+    assert "What would you like to tell us" in kinds.text
+    await player.presses("Complaint")
+    noted = await player.says(text)
+    assert "Send photos if you like" in noted.text
+    attached = await player.sends_photo()
+    assert "1 photo attached" in attached.text
+    return await player.presses("Send")
+
+
+async def posted(telegram: Emulator) -> ChatMessage:
+    """The ticket's post in the staff group, once its photo has followed it."""
+    await telegram.wait_for(lambda m: m.chat_id == STAFF_CHAT and m.photo is not None)
+    found = [m for m in telegram.messages(STAFF_CHAT, from_bot=True) if "工单 #" in m.body]
+    return found[-1]
+
+
+async def settled(telegram: Emulator, message_id: int, text: str) -> ChatMessage:
+    """The staff-group message once an edit has put `text` in it."""
+
+    def edited() -> ChatMessage | None:
+        message = telegram.find_message(STAFF_CHAT, message_id)
+        return message if message is not None and text in message.body else None
+
+    found = await telegram.until(edited, 5)
+    assert found is not None, f"message {message_id} never showed {text!r}"
+    return found

@@ -14,6 +14,8 @@ from bot.app import Carebot
 from models import Purchase
 from models.database import Database
 from sandbox.emulator import Emulator
+from sandbox.state import Chat
+from tests.e2e.care import file_complaint, posted, registered, settled
 from tests.e2e.conftest import AppFactory
 
 TOKEN = "s3cret-token-for-tests-0123456789"
@@ -183,3 +185,20 @@ async def test_a_batch_is_recorded_whole_or_not_at_all(
     assert status == 201 and body["points_awarded"] == -50 and body["balance"] == 250
     status, body = await client.call("POST", "/api/purchases", [])
     assert status == 422
+
+
+async def test_a_sale_through_the_api_shows_on_the_customers_card(
+    telegram: Emulator, staff_chat: Chat, api: tuple[Api, Carebot]
+) -> None:
+    client, app = api
+    alice = telegram.customer(2601, "Alice", language_code="en")
+    await registered(app, alice)
+    await file_complaint(alice, "The lid leaks")
+    await posted(telegram)
+    card = staff_chat.pinned[-1]
+    assert "积分：0" in (await settled(telegram, card, "积分：")).body
+    sale = {"reference": "POS-31", "telegram_id": 2601, "amount": "250.00"}
+    status, _ = await client.call("POST", "/api/purchases", sale)
+    assert status == 201
+    # Its last purchases and its points, read after the sale.
+    assert "积分：250" in (await settled(telegram, card, "¥250.00")).body

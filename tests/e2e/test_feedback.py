@@ -9,41 +9,11 @@ import pytest
 
 from bot.app import Carebot
 from sandbox.emulator import Emulator
-from sandbox.players import PNG_1X1, Customer, StaffMember
-from sandbox.state import Chat, ChatMessage
-from tests.e2e.care import registered
+from sandbox.players import PNG_1X1, StaffMember
+from sandbox.state import Chat
+from tests.e2e.care import file_complaint, posted, registered, settled
 from tests.e2e.conftest import STAFF_CHAT, AppFactory
 from tests.e2e.helpers import eventually
-
-
-async def file_complaint(player: Customer, text: str) -> ChatMessage:
-    kinds = await player.says("/feedback")
-    assert "What would you like to tell us" in kinds.text
-    await player.presses("Complaint")
-    noted = await player.says(text)
-    assert "Send photos if you like" in noted.text
-    attached = await player.sends_photo()
-    assert "1 photo attached" in attached.text
-    return await player.presses("Send")
-
-
-async def posted(telegram: Emulator) -> ChatMessage:
-    """The ticket's post in the staff group, once its photo has followed it."""
-    await telegram.wait_for(lambda m: m.chat_id == STAFF_CHAT and m.photo is not None)
-    found = [m for m in telegram.messages(STAFF_CHAT, from_bot=True) if "工单 #" in m.body]
-    return found[-1]
-
-
-async def settled(telegram: Emulator, message_id: int, text: str) -> ChatMessage:
-    """The staff-group message once an edit has put `text` in it."""
-
-    def edited() -> ChatMessage | None:
-        message = telegram.find_message(STAFF_CHAT, message_id)
-        return message if message is not None and text in message.body else None
-
-    found = await telegram.until(edited, 5)
-    assert found is not None, f"message {message_id} never showed {text!r}"
-    return found
 
 
 async def test_feedback_reaches_a_forum_topic_and_answers_go_both_ways(

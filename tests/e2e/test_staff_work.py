@@ -15,6 +15,7 @@ from sandbox.players import Customer, StaffMember
 from sandbox.state import Chat
 from services.clock import FrozenClock
 from services.tickets import TicketView
+from tests.e2e.care import file_complaint, posted, registered, settled
 from tests.e2e.conftest import OWNER_ID
 
 
@@ -148,6 +149,22 @@ async def test_find_shows_matches_and_the_customer_card(
         text = await ask(olivia, staff_chat, f"/find {query}")
         assert "Alice · #1" in text, query
     assert "No customer matches" in await ask(olivia, staff_chat, "/find Zed")
+
+
+async def test_the_customers_card_shows_a_sale_at_the_counter_and_a_points_change(
+    telegram: Emulator, carebot: Carebot, staff_chat: Chat
+) -> None:
+    olivia = owner(telegram, staff_chat)
+    alice = telegram.customer(1821, "Alice", language_code="en", username="alice")
+    await registered(carebot, alice)
+    await file_complaint(alice, "The lid leaks")
+    await posted(telegram)
+    card = staff_chat.pinned[-1]
+    assert "积分：0" in (await settled(telegram, card, "积分：")).body
+    assert "POS-9 recorded" in await ask(olivia, staff_chat, "/purchase @alice 120 POS-9")
+    assert "积分：120" in (await settled(telegram, card, "¥120.00")).body
+    await ask(olivia, staff_chat, "/points @alice +30 goodwill")
+    await settled(telegram, card, "积分：150")
 
 
 async def test_purchases_and_points_answer_with_the_new_balance(
