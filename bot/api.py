@@ -174,12 +174,13 @@ class PurchasesApi:
             results = await self._record(sales, batch)
         except FieldError as error:
             return _problem(422, "some fields are not valid", errors=error.errors)
-        if any(r.created for r in results) and self.wake is not None:
+        created = [r for r in results if r.created]
+        if created and self.wake is not None:
             self.wake()
-        buyers = [r.customer_id for r in results if r.created and r.customer_id is not None]
+        buyers = [r.customer_id for r in created if r.customer_id is not None]
         if buyers and self.bought is not None:
             self.bought(buyers)
-        status = 201 if any(r.created for r in results) else 200
+        status = 201 if created else 200
         payload: Any = [_answer(r) for r in results] if batch else _answer(results[0])
         return web.json_response(payload, status=status)
 

@@ -193,7 +193,7 @@ class StaffInbox:
             try:
                 await self.bot.edit_message_text(
                     text,
-                    chat_id=self.chat_id,
+                    chat_id=chat_id,
                     message_id=topic.card_message_id,
                     reply_markup=markup,
                 )
