@@ -42,11 +42,11 @@ from typing import Any
 
 from bench.imports import prepare
 from bot.cli import load
-from bot.collector import settle_after_startup
 from models.database import Database, _sqlite_pragmas
 from services import imports
 from services.clock import SystemClock
-from services.import_rows import cached_phone
+from services.collector import settle_after_startup
+from services.import_rows import cached_phone, sqlite_moment
 from services.loyalty import Loyalty
 
 SPENT: dict[str, float] = defaultdict(float)
@@ -117,7 +117,7 @@ def statements_only(path: Path, rows: int | None, busy: bool) -> dict[str, Any]:
     database = settings.database_url.partition(":///")[2]
     if not settings.database_url.startswith("sqlite") or not database:
         raise SystemExit("--statements-only measures SQLite: give a sqlite+aiosqlite:/// URL")
-    created = imports._sqlite_moment(datetime.now(UTC))
+    created = sqlite_moment(datetime.now(UTC))
     sales = []
     with path.open(encoding="utf-8-sig", newline="") as lines:
         records = csv.DictReader(lines)
@@ -132,9 +132,9 @@ def statements_only(path: Path, rows: int | None, busy: bool) -> dict[str, Any]:
                     int(values["telegram_id"]) if values["telegram_id"] else None,
                     cached_phone(phone, policy.phone_region) if phone else None,
                     values["reference"],
-                    imports._cents(Decimal(values["amount"])),
+                    int(Decimal(values["amount"]) * 100),
                     policy.currency,
-                    imports._sqlite_moment(moment),
+                    sqlite_moment(moment),
                     values["store"] or None,
                     created,
                 )

@@ -19,7 +19,6 @@ from bot.api import PurchasesApi, add_api_routes
 from bot.apology import OutageApology
 from bot.campaign_reporter import CampaignReporter
 from bot.care_buttons import CareButtons
-from bot.collector import settle_after_startup
 from bot.commands import set_default_commands, set_staff_commands
 from bot.config import Settings
 from bot.filters import check_filters_inline
@@ -42,6 +41,7 @@ from models.schema import current_revision, migrate, require_current
 from services.audit import Audit
 from services.campaigns import Campaigns
 from services.clock import Clock, SystemClock
+from services.collector import settle_after_startup
 from services.customers import Customers
 from services.desk import Desk
 from services.exports import Exports

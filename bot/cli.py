@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from pydantic import ValidationError
 
-from bot.collector import settle_after_startup
 from bot.config import Settings, describe_errors
+from services.collector import settle_after_startup
 from services.policy import Policy, PolicyError, load_policy
 
 if TYPE_CHECKING:

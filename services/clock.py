@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -41,3 +42,17 @@ class FrozenClock:
 def local_today(clock: Clock, timezone: ZoneInfo) -> date:
     """The business's calendar date now, which decides birthdays and cadences."""
     return clock.now().astimezone(timezone).date()
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """The same day `months` later, or the month's last day when it has no such day."""
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    return moment.replace(
+        year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1])
+    )
+
+
+def points_expiry(earned_at: datetime, months: int) -> datetime | None:
+    """When points earned at `earned_at` expire, `months` after; None = never (0 months)."""
+    return add_months(earned_at, months) if months else None

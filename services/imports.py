@@ -21,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -33,6 +33,7 @@ from models import Customer, PointsEntry, Purchase
 from models.database import Database
 from services.audit import record_audit
 from services.clock import Clock
+from services.collector import collector_paused, settle_after_startup
 from services.import_rows import (
     BUYER_COLUMNS,
     PURCHASE_COLUMNS,
@@ -45,6 +46,7 @@ from services.import_rows import (
     SaleParser,
     cached_phone,
     parse_plainly,
+    sqlite_moment,
 )
 from services.loyalty import (
     TRAILING,
@@ -124,7 +126,11 @@ class Importer:
             report.reject(1, "", "buyer_column")
             return report
         parser = SaleParser(
-            Fields(rows.columns), self.policy.currency, self.policy.phone_region, self.zone
+            Fields(rows.columns),
+            self.policy.currency,
+            self.policy.phone_region,
+            self.zone,
+            self.policy.points.expiry_months,
         )
 
         async def write(session: AsyncSession, sales: list[Sale]) -> None:
@@ -166,7 +172,9 @@ class Importer:
         else:
             return
         loop = asyncio.get_running_loop()
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+        with ProcessPoolExecutor(
+            1, mp_context=multiprocessing.get_context("spawn"), initializer=settle_after_startup
+        ) as child:
 
             def submit(records: Batch) -> _Pending:
                 now = self.clock.now()
@@ -212,35 +220,36 @@ class Importer:
     ) -> ImportReport:
         """Every batch written in one transaction, rolled back whole if any row was refused."""
         try:
-            async with (
-                self.db.transaction() as session,
-                _page_cache(session),
-                aclosing(items) as batches,
-            ):
-                statistics = _Statistics(self.db.dialect, _WRITTEN[report.kind])
-                reported = 0
-                async for batch, rows_read in batches:
-                    await write(session, batch)
-                    # Rows loaded through the session stay in its memory until it ends.
-                    session.expunge_all()
-                    await statistics.refresh(session, report.created)
-                    # A batch of blank lines only has moved nothing.
-                    if progress is not None and rows_read > reported:
-                        progress(rows_read)
-                        reported = rows_read
-                if report.error_count:
-                    # A batch's rows are checked, then written: in file order for the reader.
-                    report.errors.sort(key=lambda error: error.line)
-                    raise _Rejected
-                record_audit(
-                    session,
-                    at=self.clock.now(),
-                    actor=actor,
-                    action=f"import.{report.kind}",
-                    target_type="file",
-                    target_id=source or None,
-                    after=summary(),
-                )
+            with collector_paused():
+                async with (
+                    self.db.bulk_transaction() as session,
+                    _page_cache(session),
+                    aclosing(items) as batches,
+                ):
+                    statistics = _Statistics(self.db.dialect, _WRITTEN[report.kind])
+                    reported = 0
+                    async for batch, rows_read in batches:
+                        await write(session, batch)
+                        # Rows loaded through the session stay in its memory until it ends.
+                        session.expunge_all()
+                        await statistics.refresh(session, report.created)
+                        # A batch of blank lines only has moved nothing.
+                        if progress is not None and rows_read > reported:
+                            progress(rows_read)
+                            reported = rows_read
+                    if report.error_count:
+                        # A batch's rows are checked, then written: in file order for the reader.
+                        report.errors.sort(key=lambda error: error.line)
+                        raise _Rejected
+                    record_audit(
+                        session,
+                        at=self.clock.now(),
+                        actor=actor,
+                        action=f"import.{report.kind}",
+                        target_type="file",
+                        target_id=source or None,
+                        after=summary(),
+                    )
         except _Rejected:
             return report
         report.applied = True
@@ -435,7 +444,9 @@ class _SalesWriter:
             await connection.exec_driver_sql(_PG_STAGING)
         driver = (await connection.get_raw_connection()).driver_connection
         currency = importer.policy.currency
-        tables = _PostgresTables(driver, currency) if postgres else _SqliteTables(driver, currency)
+        tables: _SqliteTables | _PostgresTables = _SqliteTables(driver, currency)
+        if postgres:
+            tables = _PostgresTables(driver, currency, importer.loyalty.expiry_for)
         return _SalesWriter(session, tables, importer)
 
     async def write(self, rows: list[Sale], report: ImportReport) -> None:
@@ -579,7 +590,7 @@ class _SalesWriter:
         report: ImportReport,
     ) -> None:
         """The ledger lines of the batch, in file order."""
-        policy, loyalty = self.importer.policy, self.importer.loyalty
+        policy = self.importer.policy
         sales = {pid: (cid, spend) for pid, cid, spend in credited if cid is not None}
         refunded: dict[int, tuple[int, _Original]] = {}
         for pid, refund in refunds.items():
@@ -612,8 +623,7 @@ class _SalesWriter:
                 points = points_for(sale.amount, policy, tier)
                 earned[pid] = points
                 if points:
-                    expires = loyalty.expiry_for(sale.occurred_at)
-                    entries.append((cid, points, sale.reference, pid, expires, "purchase"))
+                    entries.append((cid, points, sale.reference, pid, sale, "purchase"))
                     report.points += points
                     if cid in owners:
                         balances[cid] = balances.get(cid, 0) + points
@@ -661,7 +671,7 @@ class _SqliteTables:
         return list(range(last + 1, last + 1 + count))
 
     async def insert_sales(self, sales: list[tuple[int, Sale]], now: datetime) -> None:
-        currency, created = self.currency, _sqlite_moment(now)
+        currency, created = self.currency, sqlite_moment(now)
         await self.driver.executemany(
             _SQLITE_INSERT,
             [
@@ -671,9 +681,9 @@ class _SqliteTables:
                     s.phone,
                     pid,
                     s.reference,
-                    _cents(s.amount),
+                    s.cents,
                     currency,
-                    _sqlite_moment(s.occurred_at),
+                    s.stored_at,
                     s.store,
                     created,
                 )
@@ -688,20 +698,12 @@ class _SqliteTables:
         return [(pid, cid, spend) for pid, cid, spend in found]
 
     async def ledger(self, entries: list[_Entry], now: datetime) -> None:
-        created = _sqlite_moment(now)
+        created = sqlite_moment(now)
         await self.driver.executemany(
             _SQLITE_LEDGER,
             [
-                (
-                    cid,
-                    delta,
-                    ref,
-                    pid,
-                    _sqlite_moment(expires) if expires else None,
-                    reason,
-                    created,
-                )
-                for cid, delta, ref, pid, expires, reason in entries
+                (cid, delta, ref, pid, sale.expires_stored if sale else None, reason, created)
+                for cid, delta, ref, pid, sale, reason in entries
             ],
         )
 
@@ -710,9 +712,12 @@ class _PostgresTables:
     """The batch on PostgreSQL: its ids taken from the sequence, the sales COPY'd into a
     temporary table and inserted from there by one INSERT ... SELECT, the ledger COPY'd."""
 
-    def __init__(self, driver: Any, currency: str) -> None:
+    def __init__(
+        self, driver: Any, currency: str, expiry: Callable[[datetime], datetime | None]
+    ) -> None:
         self.driver = driver
         self.currency = currency
+        self.expiry = expiry
         self.inserted: list[tuple[int, int | None]] = []
 
     async def reserve(self, count: int) -> list[int]:
@@ -729,7 +734,7 @@ class _PostgresTables:
                 (
                     pid,
                     s.reference,
-                    _cents(s.amount),
+                    s.cents,
                     s.occurred_at,
                     s.store,
                     s.phone,
@@ -759,9 +764,13 @@ class _PostgresTables:
         return [(pid, cid, spends.get(pid, 0)) for pid, cid in self.inserted]
 
     async def ledger(self, entries: list[_Entry], now: datetime) -> None:
+        expiry = self.expiry
         await self.driver.copy_records_to_table(
             "points_ledger",
-            records=[(*entry, now) for entry in entries],
+            records=[
+                (cid, delta, ref, pid, expiry(sale.occurred_at) if sale else None, reason, now)
+                for cid, delta, ref, pid, sale, reason in entries
+            ],
             columns=_LEDGER_COLUMNS,
         )
 
@@ -769,18 +778,9 @@ class _PostgresTables:
 # A sale the batch wrote: id, customer_id, and the customer's spend in cents over the
 # year before it (0 without a customer).
 _Credited = tuple[int, int | None, int]
-# A ledger line: customer_id, points, reference, purchase_id, expires_at, reason.
-_Entry = tuple[int, int, str, int, datetime | None, str]
-
-
-def _cents(amount: Decimal) -> int:
-    """Money as the `Money` column stores it; the import has checked it has two decimals."""
-    return int(amount * 100)
-
-
-def _sqlite_moment(moment: datetime) -> str:
-    """A time as SQLAlchemy stores a `UTCDateTime` in SQLite: UTC, to the microsecond."""
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+# A ledger line: customer_id, points, reference, purchase_id, the sale whose points
+# expire (None for a refund's, which do not), reason.
+_Entry = tuple[int, int, str, int, Sale | None, str]
 
 
 # On PostgreSQL the run is staged here (ON COMMIT DROP: it lasts as long as the import).

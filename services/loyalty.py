@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import calendar
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Customer, PointsEntry, Purchase
 from models.database import Database
-from services.clock import Clock
+from services.clock import Clock, points_expiry
 from services.import_rows import REASONS
 from services.outbox import Outbox, Outgoing, Render
 from services.phones import InvalidPhone, normalize_phone
@@ -47,15 +46,6 @@ class PointsSummary:
     expiring_soon: int = 0
     next_expiry: datetime | None = None
     recent: tuple[LedgerLine, ...] = ()
-
-
-def add_months(moment: datetime, months: int) -> datetime:
-    """The same day `months` later, or the month's last day when it has no such day."""
-    month_index = moment.month - 1 + months
-    year, month = moment.year + month_index // 12, month_index % 12 + 1
-    return moment.replace(
-        year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1])
-    )
 
 
 async def lock_customer(session: AsyncSession, customer_id: int) -> Customer | None:
@@ -449,8 +439,7 @@ class Loyalty:
 
     def expiry_for(self, earned_at: datetime) -> datetime | None:
         """When points earned at `earned_at` expire under the policy; None = never."""
-        months = self.policy.points.expiry_months
-        return add_months(earned_at, months) if months else None
+        return points_expiry(earned_at, self.policy.points.expiry_months)
 
     async def credit(
         self,

@@ -7,27 +7,36 @@ from __future__ import annotations
 import io
 import os
 import random
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import NoReturn
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import IntegrityError
 
 from models import Customer, PointsEntry, Purchase
 from models.database import Database
 from services import imports
 from services.clock import FrozenClock
 from services.customers import Customers, TelegramProfile
-from services.import_rows import RowError
-from services.imports import Importer, _sqlite_moment
+from services.import_rows import RowError, sqlite_moment
+from services.imports import Importer
 from services.loyalty import Loyalty, Sale
 from services.policy import Policy
 
 ZONE = ZoneInfo("Asia/Shanghai")
 HEADER = "reference,phone,customer_id,telegram_id,amount,occurred_at,refund_of"
+
+
+@pytest.fixture
+def policy(policy: Policy) -> Policy:
+    """Points that expire a year after the sale, so that when is compared too."""
+    points = policy.points.model_copy(update={"expiry_months": 12})
+    return policy.model_copy(update={"points": points})
 
 
 @pytest.fixture
@@ -145,6 +154,7 @@ async def test_batches_write_what_recording_one_by_one_writes(
     assert report.applied, report.errors
     imported = await stored(db)
     assert any(reason == "refund" for *_, reason, _ in imported[1])
+    assert all(expires is not None for *_, reason, expires in imported[1] if reason == "purchase")
 
     async with db.transaction() as session:
         for table in (PointsEntry, Purchase):
@@ -270,4 +280,59 @@ def test_times_are_written_to_sqlite_as_sqlalchemy_writes_them() -> None:
         datetime(2025, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
         datetime(1999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
     ):
-        assert _sqlite_moment(moment) == process(moment)
+        assert sqlite_moment(moment) == process(moment)
+
+
+async def test_a_row_naming_its_buyer_twice_is_refused_at_the_second_name(
+    db: Database, policy: Policy, clock: FrozenClock, loyalty: Loyalty, importer: Importer
+) -> None:
+    ids = await shop(db, policy, clock, loyalty)
+    text = f"""{HEADER}
+S-1,+8613800138000,{ids[0]},,10,2026-04-01,
+S-2,+8613800138000,,500,10,2026-04-01,
+S-3,,{ids[0]},500,10,2026-04-01,
+S-4,+8613800138000,{ids[0]},500,10,2026-04-01,
+S-5,,,500,10,2026-04-01,
+"""
+    report = await importer.purchases(io.StringIO(text, newline=""))
+    twice = "give only one of phone, customer_id, telegram_id"
+    assert report.errors == [
+        RowError(2, "customer_id", twice),
+        RowError(3, "telegram_id", twice),
+        RowError(4, "telegram_id", twice),
+        RowError(5, "customer_id", twice),
+    ]
+    assert await stored(db) == ([], [])
+
+
+async def test_every_connection_checks_foreign_keys_after_an_import(
+    db: Database, policy: Policy, clock: FrozenClock, loyalty: Loyalty, importer: Importer
+) -> None:
+    """On SQLite an import writes without looking up each row's parents; the connection
+    it used checks them again afterwards, whether the file was applied or refused."""
+    ids = await shop(db, policy, clock, loyalty)
+    good = f"{HEADER}\nS-1,,{ids[0]},,10,2026-04-01,\n"
+    bad = f"{HEADER}\nS-2,,{ids[0]},,10,2026-04-01,\nS-3,,{ids[0]},,ten,2026-04-01,\n"
+    assert (await importer.purchases(io.StringIO(good, newline=""))).applied
+    assert not (await importer.purchases(io.StringIO(bad, newline=""))).applied
+    pool = db.engine.sync_engine.pool
+    async with AsyncExitStack() as stack:
+        # Every connection the pool holds, the import's among them, lent at once.
+        lent = [
+            await stack.enter_async_context(db.engine.connect())
+            for _ in range(max(1, pool.checkedin()))  # type: ignore[attr-defined]
+        ]
+        for connection in lent:
+            with pytest.raises(IntegrityError):
+                async with connection.begin():
+                    await connection.execute(
+                        insert(Purchase).values(
+                            customer_id=10_000_000,
+                            reference=f"orphan-{id(connection)}",
+                            amount=Decimal(1),
+                            currency="CNY",
+                            occurred_at=clock.now(),
+                            channel="import",
+                            created_at=clock.now(),
+                        )
+                    )

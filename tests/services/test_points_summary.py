@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from models.database import Database
-from services.clock import FrozenClock
-from services.loyalty import add_months, balance_of
+from services.clock import FrozenClock, add_months
+from services.loyalty import balance_of
 from services.policy import Points, Policy
 from tests.services.care_helpers import Care, care
 
