@@ -141,6 +141,8 @@ def statements_only(path: Path, rows: int | None, busy: bool) -> dict[str, Any]:
             )
     connection = sqlite3.connect(database, isolation_level=None)
     _sqlite_pragmas(connection, None)
+    # As the import's own connection writes (Database.bulk_transaction).
+    connection.execute("PRAGMA foreign_keys=OFF")
     connection.execute(f"PRAGMA cache_size = -{imports.IMPORT_CACHE_KIB}")
     if busy:
         threading.Thread(target=_loop_forever, daemon=True).start()

@@ -65,7 +65,7 @@ BATCH = 10_000
 # Below this many rows the whole file is parsed here: a child process takes under half a
 # second to start, about as long as parsing 20,000 rows.
 PARSE_APART_FROM = 20_000
-IMPORT_CACHE_KIB = 65536
+IMPORT_CACHE_KIB = 131_072
 _TRUE = {"true", "1", "yes", "y", "是", "t"}
 _FALSE = {"false", "0", "no", "n", "否", "f"}
 

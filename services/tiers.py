@@ -83,7 +83,11 @@ def classify_tiers(spend: ArrayLike, tiers: Sequence[TierRule] = DEFAULT_TIERS) 
 def tier_index(spend: Decimal, tiers: Sequence[TierRule]) -> int:
     """One customer's tier, as an index into tiers already checked (the policy's are when
     it is read): the first whose minimum their spend reaches, else the lowest."""
-    return next((i for i, tier in enumerate(tiers) if spend >= tier.min_spend), len(tiers) - 1)
+    # A plain loop: asked for every sale an import writes, and a generator costs twice this.
+    for index, tier in enumerate(tiers):
+        if spend >= tier.min_spend:
+            return index
+    return len(tiers) - 1
 
 
 def tier_progress(spend: Decimal, tiers: Sequence[TierRule] = DEFAULT_TIERS) -> TierProgress:
