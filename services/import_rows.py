@@ -205,7 +205,9 @@ class SaleParser:
         raw_customer = values[fields.customer_id]
         raw_telegram = values[fields.telegram_id]
         if (raw_phone, raw_customer, raw_telegram).count("") < 2:
-            second = "telegram_id" if not (raw_phone and raw_customer) else "customer_id"
+            # Refused at the second buyer column given, in the order phone, customer_id,
+            # telegram_id.
+            second = "customer_id" if raw_phone and raw_customer else "telegram_id"
             report.reject(line, second, "one_buyer")
         elif not (raw_phone or raw_customer or raw_telegram) and (amount is None or amount > 0):
             report.reject(line, "phone", "no_buyer")
