@@ -128,7 +128,6 @@ class PurchasesApi:
         lookup: Lookup,
         clock: Clock,
         wake: Callable[[], None] | None = None,
-        bought: Callable[[list[int]], None] | None = None,
     ) -> None:
         self.token = token
         self.db = db
@@ -136,8 +135,6 @@ class PurchasesApi:
         self.lookup = lookup
         self.clock = clock
         self.wake = wake
-        # Told the customers whose sales were recorded (their cards in the staff group).
-        self.bought = bought
 
     def guarded(self, handler: Handler) -> Handler:
         async def guard(request: web.Request) -> web.StreamResponse:
@@ -177,9 +174,6 @@ class PurchasesApi:
         created = [r for r in results if r.created]
         if created and self.wake is not None:
             self.wake()
-        buyers = [r.customer_id for r in created if r.customer_id is not None]
-        if buyers and self.bought is not None:
-            self.bought(buyers)
         status = 201 if created else 200
         payload: Any = [_answer(r) for r in results] if batch else _answer(results[0])
         return web.json_response(payload, status=status)

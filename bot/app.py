@@ -182,6 +182,7 @@ class Carebot:
             settings.staff_chat_id,
             wake=self.sender.wake,
         )
+        self.db.watch_points(staff_inbox.points_changed)
         lookup = Lookup(self.db, policy, loyalty)
         campaigns = Campaigns(self.db, policy, clock, self.outbox, self.renderer, settings.zone)
         self.dp.workflow_data.update(
@@ -208,7 +209,6 @@ class Carebot:
                 lookup,
                 clock,
                 self.sender.wake,
-                staff_inbox.points_changed,
             ),
         )
         if settings.webhook_url:

@@ -9,7 +9,7 @@ import functools
 import hashlib
 import html
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from enum import StrEnum
 from typing import ParamSpec
 
@@ -19,6 +19,7 @@ from aiogram.types import InlineKeyboardMarkup, Message
 
 from bot import buttons
 from bot.locks import KeyedLocks
+from bot.pacing import GROUP_INTERVAL
 from bot.rendering import Renderer
 from services.customers import Customers
 from services.outbox import Outbox, Outgoing
@@ -97,7 +98,9 @@ class StaffInbox:
         # Posts already in the staff group whose message id is not stored yet: a staff reply
         # to one of them can arrive (another chat, handled in parallel) before it is.
         self._recording: set[asyncio.Future[None]] = set()
-        self._refreshing: set[asyncio.Task[None]] = set()
+        # Customers whose cards wait for a background refresh, in the order told.
+        self._stale: dict[int, None] = {}
+        self._refresher: asyncio.Task[None] | None = None
         self._cards = KeyedLocks()
 
     @contextlib.asynccontextmanager
@@ -179,15 +182,16 @@ class StaffInbox:
         async with self._cards.hold(customer_id):
             await self._refresh_card(self.chat_id, customer_id)
 
-    async def _refresh_card(self, chat_id: int, customer_id: int) -> None:
+    async def _refresh_card(self, chat_id: int, customer_id: int) -> bool:
+        """Whether the card was shown anew (edited or posted)."""
         topic = await self.tickets.topic(chat_id, customer_id)
         card = await self.tickets.card(customer_id)
         if topic is None or card is None:
-            return
+            return False
         text = self.text("staff_card", card=card)
         digest = hashlib.sha256(text.encode()).hexdigest()
         if topic.card_message_id is not None and topic.card_digest == digest:
-            return
+            return False
         markup = buttons.refresh_card(self.renderer, self.locale, customer_id)
         if topic.card_message_id is not None:
             try:
@@ -201,29 +205,45 @@ class StaffInbox:
                 if "not modified" not in error.message:
                     log.warning("card of customer %s not edited: %s", customer_id, error.message)
                     await self._post_card(topic.id, topic.thread_id, text, markup, digest)
-                    return
+                    return True
             await self.tickets.card_shown(topic.id, topic.card_message_id, digest)
-            return
+            return True
         await self._post_card(topic.id, topic.thread_id, text, markup, digest)
+        return True
 
-    def points_changed(self, customer_ids: Iterable[int]) -> None:
-        """The cards of customers whose purchases or points just changed, refreshed
-        without waiting: a sale from the shop's till must not wait for Telegram."""
-        task = asyncio.create_task(self._refresh_cards(list(dict.fromkeys(customer_ids))))
-        self._refreshing.add(task)
-        task.add_done_callback(self._refreshing.discard)
+    def points_changed(self, customer_ids: list[int]) -> None:
+        """Told by the database once a transaction that wrote these customers' purchases
+        or points has committed: their cards are refreshed in the background, never
+        making the writer wait (a sale from the shop's till must not wait for Telegram).
+        One refresh at a time, and a card shown at most every GROUP_INTERVAL seconds: a
+        job that credits many customers at once must not use up the group's 20 messages a
+        minute that new tickets need."""
+        if self.chat_id is None:
+            return
+        self._stale.update(dict.fromkeys(customer_ids))
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.create_task(self._refresh_stale(self.chat_id))
 
-    async def _refresh_cards(self, customer_ids: list[int]) -> None:
-        for customer_id in customer_ids:
+    async def _refresh_stale(self, chat_id: int) -> None:
+        while self._stale:
+            customer_id = next(iter(self._stale))
+            del self._stale[customer_id]
             try:
-                await self.refresh_card(customer_id)
+                async with self._cards.hold(customer_id):
+                    shown = await self._refresh_card(chat_id, customer_id)
             except Exception:
                 log.exception("card of customer %s not refreshed", customer_id)
+                continue
+            if shown and self._stale:
+                await asyncio.sleep(GROUP_INTERVAL)
 
     async def settle(self) -> None:
-        """Returns once the card refreshes under way are done, for a clean shutdown."""
-        while self._refreshing:
-            await asyncio.gather(*list(self._refreshing), return_exceptions=True)
+        """Returns once the card refresh under way is done, for a clean shutdown; the
+        cards still waiting are left as they are (their refresh button brings them up to
+        date), so that stopping never waits for the pace."""
+        self._stale.clear()
+        if self._refresher is not None:
+            await asyncio.gather(self._refresher, return_exceptions=True)
 
     async def _post_card(
         self, topic_id: int, thread_id: int, text: str, markup: InlineKeyboardMarkup, digest: str

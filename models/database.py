@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from models.points_watch import WATCHERS, PointsWatcher
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
@@ -93,7 +95,10 @@ class Database:
             event.listen(self.engine.sync_engine, "checkin", _note_return)
             event.listen(self.engine.sync_engine, "checkout", self._ping_if_idle)
             event.listen(self.engine.sync_engine, "before_cursor_execute", _strip_nul, retval=True)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._points_watchers: list[PointsWatcher] = []
+        self.sessions = async_sessionmaker(
+            self.engine, expire_on_commit=False, info={WATCHERS: self._points_watchers}
+        )
         # PostgreSQL gives each statement its own snapshot under READ COMMITTED, inside a
         # transaction or not, so reads need no BEGIN and ROLLBACK: one round trip each
         # instead of three. SQLite starts no transaction for a read anyway.
@@ -116,6 +121,11 @@ class Database:
             raise exc.InvalidatePoolError(str(error)) from error
         if not alive:
             raise exc.InvalidatePoolError("the connection did not answer")
+
+    def watch_points(self, watcher: PointsWatcher) -> None:
+        """`watcher` is told the customers whose purchases or points a transaction of this
+        database wrote, once it has committed (see models.points_watch)."""
+        self._points_watchers.append(watcher)
 
     @property
     def dialect(self) -> str:

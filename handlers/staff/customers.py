@@ -10,7 +10,6 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.say import Say
 from bot.staff_buttons import CustomerPick, customer_choices
-from bot.staff_inbox import StaffInbox
 from models import Customer
 from services.desk import MAX_ADJUSTMENT, Desk, DeskError
 from services.lookup import Lookup
@@ -81,7 +80,6 @@ async def purchase(
     command: CommandObject,
     lookup: Lookup,
     desk: Desk,
-    staff_inbox: StaffInbox,
     say: Say,
 ) -> None:
     words = (command.args or "").split()
@@ -104,8 +102,6 @@ async def purchase(
     except SaleError as error:
         await say(message, "staff_sale_refused", error=error)
         return
-    if entry.result.created:
-        staff_inbox.points_changed([customer.id])
     await say(
         message,
         "staff_purchase_done" if entry.result.created else "staff_purchase_known",
@@ -134,7 +130,6 @@ async def points(
     command: CommandObject,
     lookup: Lookup,
     desk: Desk,
-    staff_inbox: StaffInbox,
     say: Say,
 ) -> None:
     words = (command.args or "").split(maxsplit=2)
@@ -161,7 +156,6 @@ async def points(
             limit=MAX_ADJUSTMENT,
         )
         return
-    staff_inbox.points_changed([customer.id])
     await say(message, "staff_points_done", customer=customer, change=change, reason=reason)
 
 

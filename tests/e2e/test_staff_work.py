@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.app import Carebot
+from jobs.tasks import run_job
 from models import AuditEntry, PointsEntry, SegmentSnapshot
+from models import Customer as CustomerRow
 from models.database import Database
 from sandbox.emulator import Emulator
 from sandbox.players import Customer, StaffMember
@@ -165,6 +167,27 @@ async def test_the_customers_card_shows_a_sale_at_the_counter_and_a_points_chang
     assert "积分：120" in (await settled(telegram, card, "¥120.00")).body
     await ask(olivia, staff_chat, "/points @alice +30 goodwill")
     await settled(telegram, card, "积分：150")
+
+
+async def test_the_customers_card_shows_points_a_scheduled_job_gave(
+    telegram: Emulator, carebot: Carebot, staff_chat: Chat, clock: FrozenClock
+) -> None:
+    alice = telegram.customer(1822, "Alice", language_code="en")
+    customer_id = await registered(carebot, alice)
+    await file_complaint(alice, "The lid leaks")
+    await posted(telegram)
+    card = staff_chat.pinned[-1]
+    assert "积分：0" in (await settled(telegram, card, "积分：")).body
+    today = clock.now().astimezone(carebot.settings.zone).date()
+    async with carebot.db.transaction() as session:
+        await session.execute(
+            update(CustomerRow)
+            .where(CustomerRow.id == customer_id)
+            .values(birthday=today.replace(year=1992))
+        )
+    assert (await run_job(carebot.jobs, "birthdays")).count == 1
+    # The lowest tier's birthday gift: 50 points.
+    await settled(telegram, card, "积分：50")
 
 
 async def test_purchases_and_points_answer_with_the_new_balance(
