@@ -42,7 +42,7 @@ from typing import Any
 
 from bench.imports import prepare
 from bot.cli import load
-from models.database import Database, _sqlite_pragmas
+from models.database import BULK_CACHE_KIB, Database, _sqlite_pragmas
 from services import imports
 from services.clock import SystemClock
 from services.collector import settle_after_startup
@@ -143,7 +143,7 @@ def statements_only(path: Path, rows: int | None, busy: bool) -> dict[str, Any]:
     _sqlite_pragmas(connection, None)
     # As the import's own connection writes (Database.bulk_transaction).
     connection.execute("PRAGMA foreign_keys=OFF")
-    connection.execute(f"PRAGMA cache_size = -{imports.IMPORT_CACHE_KIB}")
+    connection.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
     if busy:
         threading.Thread(target=_loop_forever, daemon=True).start()
     spent: dict[str, float] = defaultdict(float)

@@ -171,7 +171,7 @@ class PurchasesApi:
             results = await self._record(sales, batch)
         except FieldError as error:
             return _problem(422, "some fields are not valid", errors=error.errors)
-        created = [r for r in results if r.created]
+        created = any(r.created for r in results)
         if created and self.wake is not None:
             self.wake()
         status = 201 if created else 200

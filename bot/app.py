@@ -201,15 +201,7 @@ class Carebot:
         self.http = base_app(self.db, self.metrics, self.inbox)
         api_token = settings.api_token.get_secret_value() if settings.api_token else None
         add_api_routes(
-            self.http,
-            PurchasesApi(
-                api_token,
-                self.db,
-                loyalty,
-                lookup,
-                clock,
-                self.sender.wake,
-            ),
+            self.http, PurchasesApi(api_token, self.db, loyalty, lookup, clock, self.sender.wake)
         )
         if settings.webhook_url:
             add_webhook_route(

@@ -179,11 +179,14 @@ class StaffInbox:
         commits can be half old, and the refresh asked after the sale must land last."""
         if self.chat_id is None:
             return
-        async with self._cards.hold(customer_id):
-            await self._refresh_card(self.chat_id, customer_id)
+        await self._refresh_card(self.chat_id, customer_id)
 
     async def _refresh_card(self, chat_id: int, customer_id: int) -> bool:
         """Whether the card was shown anew (edited or posted)."""
+        async with self._cards.hold(customer_id):
+            return await self._show_card(chat_id, customer_id)
+
+    async def _show_card(self, chat_id: int, customer_id: int) -> bool:
         topic = await self.tickets.topic(chat_id, customer_id)
         card = await self.tickets.card(customer_id)
         if topic is None or card is None:
@@ -229,8 +232,7 @@ class StaffInbox:
             customer_id = next(iter(self._stale))
             del self._stale[customer_id]
             try:
-                async with self._cards.hold(customer_id):
-                    shown = await self._refresh_card(chat_id, customer_id)
+                shown = await self._refresh_card(chat_id, customer_id)
             except Exception:
                 log.exception("card of customer %s not refreshed", customer_id)
                 continue

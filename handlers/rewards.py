@@ -12,7 +12,6 @@ from aiogram.types import CallbackQuery, Message
 from bot import buttons
 from bot.keyboards import Menu
 from bot.say import Say
-from bot.staff_inbox import StaffInbox
 from models import Customer
 from services.policy import Policy
 from services.rewards import RedeemStatus, Rewards
@@ -76,7 +75,6 @@ async def reward_confirmed(
     callback_data: buttons.RewardConfirm,
     customer: Customer,
     rewards: Rewards,
-    staff_inbox: StaffInbox,
     say: Say,
 ) -> None:
     result = await rewards.redeem(
@@ -94,8 +92,6 @@ async def reward_confirmed(
         missing=result.missing,
     )
     await buttons.drop(query)
-    if result.status is RedeemStatus.REDEEMED:
-        await staff_inbox.refresh_card(customer.id)
 
 
 @router.callback_query(buttons.RewardCancel.filter())

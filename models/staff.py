@@ -41,6 +41,11 @@ class StaffMember(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+# The audit log's action for a customer's own erasure (/forgetme), kept without who they
+# were: no actor id, the customer's id as the target.
+CUSTOMER_ERASED = "privacy.erase"
+
+
 class AuditEntry(Base):
     __tablename__ = "audit_log"
 
@@ -52,6 +57,11 @@ class AuditEntry(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    @property
+    def by_the_customer(self) -> bool:
+        """Whether the customer acted themself (the log then names no one)."""
+        return self.action == CUSTOMER_ERASED
 
     __table_args__ = (
         Index("ix_audit_log_created_at", "created_at"),

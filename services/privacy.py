@@ -27,12 +27,10 @@ from models import (
     TicketMessage,
 )
 from models.database import Database
+from models.staff import CUSTOMER_ERASED
 from services.audit import record_audit
 from services.clock import Clock
 from services.loyalty import balance_of
-
-# The audit log's action for a customer's own erasure (/forgetme).
-ERASED = "privacy.erase"
 
 # Update kinds whose sender is the customer: the raw updates kept in the inbox.
 _UPDATE_KINDS = ("message", "edited_message", "callback_query", "my_chat_member")
@@ -300,7 +298,7 @@ class Privacy:
                 session,
                 at=now,
                 actor=None,
-                action=ERASED,
+                action=CUSTOMER_ERASED,
                 target_type="customer",
                 target_id=customer_id,
             )

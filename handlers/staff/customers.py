@@ -76,11 +76,7 @@ async def _customer(message: Message, ref: str, lookup: Lookup, say: Say) -> Cus
 
 @router.message(Command("purchase"))
 async def purchase(
-    message: Message,
-    command: CommandObject,
-    lookup: Lookup,
-    desk: Desk,
-    say: Say,
+    message: Message, command: CommandObject, lookup: Lookup, desk: Desk, say: Say
 ) -> None:
     words = (command.args or "").split()
     if len(words) not in (2, 3) or message.from_user is None:
@@ -126,11 +122,7 @@ def _amount(text: str) -> Decimal | None:
 
 @router.message(Command("points"))
 async def points(
-    message: Message,
-    command: CommandObject,
-    lookup: Lookup,
-    desk: Desk,
-    say: Say,
+    message: Message, command: CommandObject, lookup: Lookup, desk: Desk, say: Say
 ) -> None:
     words = (command.args or "").split(maxsplit=2)
     if len(words) < 3 or message.from_user is None:

@@ -19,12 +19,13 @@ from models import (
     TicketMessage,
 )
 from models.database import Database
+from models.staff import CUSTOMER_ERASED
 from services.clock import FrozenClock
 from services.customers import Customers
 from services.loyalty import balance_of
 from services.outbox import Outgoing
 from services.policy import Policy
-from services.privacy import ERASED, Privacy
+from services.privacy import Privacy
 from services.profile import Profile
 from tests.services.care_helpers import Care, care
 from tests.services.test_surveys import answer_all
@@ -113,7 +114,7 @@ async def test_erasure_forgets_the_person_and_keeps_the_figures(shop: Care) -> N
         assert [u.update_id for u in await session.scalars(select(InboxUpdate))] == [2]
         # The audit log says that it happened, and nothing of who they were.
         erased = (
-            await session.scalars(select(AuditEntry).where(AuditEntry.action == ERASED))
+            await session.scalars(select(AuditEntry).where(AuditEntry.action == CUSTOMER_ERASED))
         ).one()
         assert (erased.target_type, erased.target_id) == ("customer", str(alice))
         assert erased.actor_telegram_id is None and erased.before is None and erased.after is None
